@@ -1,0 +1,262 @@
+"""Settings shared by every UNDE app.
+
+Each app subclasses :class:`UndeSettings` (or one of the role mixins below) and loads it with
+``MySettings.load()``. Values come from, highest priority first:
+
+1. keyword arguments given to ``load()``,
+2. process environment variables (what a systemd ``EnvironmentFile=`` sets),
+3. the app's ``.env`` file: ``$UNDE_ENV_FILE`` if set (it must exist), else
+   ``/opt/unde/<app_name>/.env`` if it exists, else ``./.env`` if it exists,
+4. the field defaults.
+
+Names are case-insensitive (``REDIS_URL`` and ``redis_url`` are the same setting). Secrets are
+``SecretStr`` (DSNs included, since they carry passwords), so they never show in ``repr`` or logs.
+A bad value raises :class:`SettingsError`, whose message names every offending field by the
+environment variable that sets it, without echoing the value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, Self
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = [
+    "DEFAULT_ENV_DIR",
+    "ENV_FILE_VAR",
+    "CeleryWorkerSettings",
+    "CommaIntList",
+    "CommaList",
+    "DbPoolSettings",
+    "Duration",
+    "HttpClientSettings",
+    "HttpServiceSettings",
+    "LogLevel",
+    "PostgresDsn",
+    "RedisDsn",
+    "SettingsError",
+    "UndeSettings",
+    "redis_db",
+    "resolve_env_file",
+]
+
+ENV_FILE_VAR = "UNDE_ENV_FILE"
+DEFAULT_ENV_DIR = Path("/opt/unde")
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+# --------------------------------------------------------------------------- secret DSNs
+
+
+def _dsn_validator(kind: str, schemes: tuple[str, ...], *, need_host: bool) -> Callable[[SecretStr], SecretStr]:
+    def check(value: SecretStr) -> SecretStr:
+        raw = value.get_secret_value().strip()
+        try:
+            parts = urlsplit(raw)
+            parts.port  # noqa: B018  (raises ValueError on a non-numeric port)
+        except ValueError as exc:
+            raise ValueError(f"not a valid {kind} URL ({exc.__class__.__name__})") from None
+        if parts.scheme not in schemes:
+            raise ValueError(f"{kind} URL scheme must be one of {', '.join(schemes)}; got {parts.scheme!r}")
+        if need_host and not parts.hostname and parts.scheme != "unix":
+            raise ValueError(f"{kind} URL has no host")
+        return SecretStr(raw)
+
+    return check
+
+
+#: A PostgreSQL connection URL (``postgresql://user:pass@host:6432/db``), kept secret.
+PostgresDsn = Annotated[
+    SecretStr, AfterValidator(_dsn_validator("PostgreSQL", ("postgresql", "postgres"), need_host=True))
+]
+#: A Redis URL (``redis://:pass@host:6379/7``), kept secret.
+RedisDsn = Annotated[
+    SecretStr, AfterValidator(_dsn_validator("Redis", ("redis", "rediss", "unix"), need_host=True))
+]
+
+
+def redis_db(url: SecretStr | str) -> int:
+    """The database number of a Redis URL (``/7`` → 7; none → 0)."""
+    raw = url.get_secret_value() if isinstance(url, SecretStr) else url
+    path = urlsplit(raw).path.strip("/")
+    return int(path) if path else 0
+
+
+# --------------------------------------------------------------------------- other types
+
+
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+#: A list of strings read from a comma-separated environment value (``a,b,c``), not JSON.
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_split_commas)]
+#: A list of integers read from a comma-separated environment value (``6643,9204``).
+CommaIntList = Annotated[list[int], NoDecode, BeforeValidator(_split_commas)]
+
+_DURATION_RE = re.compile(
+    r"^\s*(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?)?\s*$",
+    re.IGNORECASE,
+)
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _parse_duration(value: Any) -> Any:
+    if isinstance(value, str):
+        match = _DURATION_RE.match(value)
+        if match is None:
+            return value  # let pydantic try ISO 8601 and report the error
+        unit = (match["unit"] or "s").lower()
+        key = "ms" if unit == "ms" else unit[0]
+        return timedelta(seconds=float(match["num"]) * _UNIT_SECONDS[key])
+    return value
+
+
+#: A duration: ``24h``, ``24 hours``, ``30m``, ``90`` (seconds), ``500ms`` or ISO 8601 ``PT24H``.
+Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class SettingsError(ValueError):
+    """Invalid configuration. ``problems`` maps each environment variable name to its error."""
+
+    def __init__(self, app: str, env_file: Path | None, problems: dict[str, str]) -> None:
+        self.app = app
+        self.env_file = env_file
+        self.problems = problems
+        source = f" (env file {env_file})" if env_file else " (no env file)"
+        lines = "; ".join(f"{name}: {msg}" for name, msg in problems.items())
+        super().__init__(f"invalid settings for {app}{source}: {lines}")
+
+
+def _env_names(model: type[BaseSettings], loc: tuple[int | str, ...]) -> str:
+    """The environment variable name(s) behind a validation error location."""
+    if not loc:
+        return "<settings>"
+    head = str(loc[0])
+    field = model.model_fields.get(head)
+    names = [head]
+    if field is not None and field.validation_alias is not None:
+        alias = field.validation_alias
+        choices = getattr(alias, "choices", None)
+        if choices is not None:
+            names = [str(c) for c in choices]
+        else:
+            names = [str(alias)]
+    env = " / ".join(n.upper() for n in names)
+    rest = "".join(f"[{part}]" for part in loc[1:])
+    return env + rest
+
+
+# --------------------------------------------------------------------------- base settings
+
+
+def resolve_env_file(app_name: str) -> Path | None:
+    """Which ``.env`` file an app reads (see module doc). ``None`` when there is none."""
+    explicit = os.environ.get(ENV_FILE_VAR)
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise SettingsError(app_name, path, {ENV_FILE_VAR: f"file {path} does not exist"})
+        return path
+    for candidate in (DEFAULT_ENV_DIR / app_name / ".env", Path.cwd() / ".env"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+class UndeSettings(BaseSettings):
+    """Fields every app has. Subclasses set ``app_name``'s default to the app's name."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=False,
+        extra="ignore",
+        env_file_encoding="utf-8",
+        validate_default=True,
+        populate_by_name=True,
+        frozen=True,
+    )
+
+    #: the variable that names the env file; kept here so apps can document it
+    ENV_FILE_VAR: ClassVar[str] = ENV_FILE_VAR
+
+    app_name: str = "unde"
+    environment: Literal["production", "staging", "lab", "dev", "test"] = "production"
+    log_level: LogLevel = "INFO"
+
+    metrics_enabled: bool = True
+    #: where a Celery worker serves /metrics (HTTP services serve it on their own port)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9808, ge=1, le=65535)
+    #: node_exporter textfile collector file written by short-lived processes (beat, one-shot jobs)
+    metrics_textfile: Path | None = None
+
+    @classmethod
+    def load(cls, **overrides: Any) -> Self:
+        """Read the settings (env file + environment + ``overrides``) or raise SettingsError."""
+        app = str(overrides.get("app_name") or cls.model_fields["app_name"].default)
+        env_file = resolve_env_file(app)
+        try:
+            return cls(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+        except ValidationError as exc:
+            problems: dict[str, str] = {}
+            for err in exc.errors(include_input=False, include_url=False):
+                name = _env_names(cls, tuple(err["loc"]))
+                problems[name] = err["msg"] if name not in problems else f"{problems[name]}; {err['msg']}"
+            raise SettingsError(app, env_file, problems) from None
+
+
+class HttpServiceSettings(UndeSettings):
+    """An HTTP service run by uvicorn (``HOST``/``PORT``/``WORKERS``)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    #: seconds a /health dependency check may take before it counts as failed
+    health_check_timeout_s: float = Field(2.0, gt=0)
+
+
+class DbPoolSettings(UndeSettings):
+    """Sizing and timeouts of the app's PostgreSQL pools (PgBouncer in front, transaction mode)."""
+
+    db_pool_min_size: int = Field(1, ge=0)
+    db_pool_max_size: int = Field(10, ge=1)
+    #: seconds to wait for a free connection from the pool
+    db_pool_timeout_s: float = Field(10.0, gt=0)
+    #: seconds a new server connection may take
+    db_connect_timeout_s: int = Field(5, ge=1)
+    #: PgBouncer in transaction mode cannot keep server-side prepared statements
+    db_prepared_statements: bool = False
+
+
+class HttpClientSettings(UndeSettings):
+    """Defaults for outgoing provider HTTP clients (each provider may override)."""
+
+    http_connect_timeout_s: float = Field(3.0, gt=0)
+    http_read_timeout_s: float = Field(15.0, gt=0)
+    http_max_attempts: int = Field(3, ge=1, le=10)
+    http_backoff_base_s: float = Field(0.5, ge=0)
+    http_backoff_max_s: float = Field(8.0, ge=0)
+    #: a 429/503 whose Retry-After asks for longer than this is not retried
+    http_max_retry_after_s: float = Field(30.0, ge=0)
+
+
+class CeleryWorkerSettings(UndeSettings):
+    """A Celery worker + beat."""
+
+    celery_timezone: str = "UTC"
+    celery_concurrency: int = Field(2, ge=1, le=64)
+    #: recycle a worker child after this many tasks (leaks, native libs)
+    celery_max_tasks_per_child: int = Field(200, ge=1)

@@ -1,0 +1,1 @@
+"""Repository tooling: inventory loading, topology validation, lab inventory generation."""
