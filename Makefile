@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PYTHONPATH := $(CURDIR)/tools
+export MYPYPATH := $(CURDIR)/tools:$(CURDIR)/tests
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 INVENTORY ?= inventories/helsinki,inventories/local
 
@@ -18,8 +19,44 @@ setup-apt:
 	@bash tools/setup_apt.sh
 
 setup-venv:
-	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet 'uv>=0.5'
-	uv sync --frozen --all-packages --python 3.11
+	@test -x $(BIN)/python || python3 -m venv $(VENV)
+	@test -x $(BIN)/uv || { test -x $(BIN)/pip || $(BIN)/python -m ensurepip --upgrade >/dev/null; \
+	  $(BIN)/python -m pip install --quiet 'uv==0.13.9'; }
+	$(BIN)/uv sync --frozen --inexact --all-packages --python $(BIN)/python
 	@bash tools/check_collections.sh
+
+LAB_VAULT_ID := lab@inventories/lab/vault-password.txt
+DEFAULT_INVENTORY := inventories/helsinki,inventories/local
+
+.PHONY: validate lab-inventory lint syntax-check test-python test-molecule test test-slow lab
+validate: ## check topology: duplicate IPs/WG/ports, shard pairs, etcd placement (INVENTORY=dir1,dir2)
+	$(BIN)/python -m unde_tools.validate --inventory $(INVENTORY)
+ifeq ($(INVENTORY),$(DEFAULT_INVENTORY))
+	$(BIN)/python -m unde_tools.lab_inventory --check
+	$(BIN)/python -m unde_tools.validate --inventory inventories/lab
+	$(BIN)/python -m unde_tools.lab_vault --check
+endif
+
+lab-inventory: ## regenerate inventories/lab/hosts.yml from the two site inventories
+	$(BIN)/python -m unde_tools.lab_inventory
+
+lint: ## yamllint, ansible-lint (production profile), ruff, mypy
+	$(BIN)/yamllint -s .
+	$(BIN)/ansible-lint --profile production
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy tools tests
+	$(BIN)/mypy -p unde_common $(foreach a,$(notdir $(wildcard apps/*)),$(if $(filter unde_common,$(a)),,-p $(a)))
+
+syntax-check: ## ansible-playbook --syntax-check site.yml against both site inventories
+	$(BIN)/ansible-playbook --syntax-check -i inventories/helsinki -i inventories/local site.yml
+
+test-python: ## pytest: tools, inventories, apps (no lab)
+	bash tools/pytest_nonempty.sh -m "not lab" tests apps
+
+test: setup lint syntax-check validate test-python test-molecule ## everything CI runs (fresh Debian machine)
+
+lab: setup ## the main job: boot every lab host and run site.yml against inventories/lab
+	bash tools/lab_run.sh
 
 -include lab/lab.mk

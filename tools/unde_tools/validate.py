@@ -70,19 +70,21 @@ def _ip(value: Any) -> ipaddress.IPv4Address | None:
 
 
 def _duplicates(inv: Inventory, field: str, hosts: list[str], problems: list[Problem]) -> None:
-    seen: dict[str, str] = {}
+    """Report every host whose ``field`` value is shared with another host, naming the others."""
+    users: dict[str, list[str]] = defaultdict(list)
     for h in hosts:
         v = inv.hostvars[h].get(field)
-        if v is None:
-            continue
-        key = str(v)
-        if key in seen:
-            problems.append(Problem(h, field, f"{key} is already used by host {seen[key]}"))
-        else:
-            seen[key] = h
+        if v is not None:
+            users[str(v)].append(h)
+    for value, hs in users.items():
+        for h in hs if len(hs) > 1 else []:
+            others = ", ".join(o for o in hs if o != h)
+            problems.append(Problem(h, field, f"{value} is already used by host {others}"))
 
 
-def check(inv: Inventory, services: dict[str, Any], networks: dict[str, str], deploy: set[str]) -> list[Problem]:
+def check(
+    inv: Inventory, services: dict[str, Any], networks: dict[str, str], deploy: set[str]
+) -> list[Problem]:
     problems: list[Problem] = []
     hosts = sorted(inv.hostvars)
     site_of = {h: inv.var(h, "unde_site") for h in hosts}
@@ -97,7 +99,9 @@ def check(inv: Inventory, services: dict[str, Any], networks: dict[str, str], de
             problems.append(Problem(h, "private_ip", f"{raw!r} is not an IPv4 address"))
         site = site_of[h]
         if site not in SITE_GROUPS:
-            problems.append(Problem(h, "unde_site", f"must be one of {list(SITE_GROUPS)} (host is in no site group)"))
+            problems.append(
+                Problem(h, "unde_site", f"must be one of {list(SITE_GROUPS)} (host is in no site group)")
+            )
         elif ip is not None and inv.var(h, "unde_lab", False):
             if ip not in LAB_RANGE:
                 problems.append(Problem(h, "private_ip", f"{ip} is outside the lab range {LAB_RANGE}"))
@@ -107,7 +111,9 @@ def check(inv: Inventory, services: dict[str, Any], networks: dict[str, str], de
                 nets.append(ipaddress.ip_network(networks["local_shards"]))
             if not any(ip in n for n in nets):
                 problems.append(
-                    Problem(h, "private_ip", f"{ip} is outside the {site} site networks {[str(n) for n in nets]}")
+                    Problem(
+                        h, "private_ip", f"{ip} is outside the {site} site networks {[str(n) for n in nets]}"
+                    )
                 )
     _duplicates(inv, "private_ip", hosts, problems)
 
@@ -122,17 +128,17 @@ def check(inv: Inventory, services: dict[str, Any], networks: dict[str, str], de
             if v is not None and _ip(v) is None:
                 problems.append(Problem(h, f, f"{v!r} is not an IPv4 address"))
     _duplicates(inv, "wg_interface", hosts, problems)
-    tunnel_seen: dict[str, tuple[str, str]] = {}
+    tunnel_users: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for h in hosts:
         for f in ("wg_tunnel_local", "wg_tunnel_remote"):
             v = inv.hostvars[h].get(f)
-            if v is None:
-                continue
-            if str(v) in tunnel_seen:
-                oh, of = tunnel_seen[str(v)]
-                problems.append(Problem(h, f, f"{v} is already used by host {oh} ({of})"))
-            else:
-                tunnel_seen[str(v)] = (h, f)
+            if v is not None:
+                tunnel_users[str(v)].append((h, f))
+    for addr, users in tunnel_users.items():
+        for h, f in users if len(users) > 1 else []:
+            others = ", ".join(f"{oh} ({of})" for oh, of in users if (oh, of) != (h, f))
+            problems.append(Problem(h, f, f"{addr} is already used by host {others}"))
+    tunnel_seen = {addr: users[0] for addr, users in tunnel_users.items()}
     private = {str(inv.hostvars[h].get("private_ip")): h for h in hosts}
     for addr, (h, f) in tunnel_seen.items():
         if addr in private:
@@ -151,21 +157,32 @@ def check(inv: Inventory, services: dict[str, Any], networks: dict[str, str], de
             key = (port, str(svc.get("proto", "tcp")))
             if key in claimed:
                 problems.append(
-                    Problem(h, "unde_services", f"{name} and {claimed[key]} both claim {key[1]}/{port} on this host")
+                    Problem(
+                        h,
+                        "unde_services",
+                        f"{name} and {claimed[key]} both claim {key[1]}/{port} on this host",
+                    )
                 )
             else:
                 claimed[key] = name
 
     # -- shards ------------------------------------------------------------------
-    by_index: dict[str, dict[int, list[str]]] = {"shard_primary": defaultdict(list), "shard_replica": defaultdict(list)}
+    by_index: dict[str, dict[int, list[str]]] = {
+        "shard_primary": defaultdict(list),
+        "shard_replica": defaultdict(list),
+    }
     for role, site in (("shard_primary", "local"), ("shard_replica", "helsinki")):
         for h in sorted(inv.hosts_of(role)):
             idx = inv.hostvars[h].get("shard_index")
             if not isinstance(idx, int) or isinstance(idx, bool) or idx < 0:
-                problems.append(Problem(h, "shard_index", f"{role} host needs a non-negative integer, got {idx!r}"))
+                problems.append(
+                    Problem(h, "shard_index", f"{role} host needs a non-negative integer, got {idx!r}")
+                )
                 continue
             if site_of[h] != site:
-                problems.append(Problem(h, "unde_site", f"{role} hosts belong to the {site} site, not {site_of[h]}"))
+                problems.append(
+                    Problem(h, "unde_site", f"{role} hosts belong to the {site} site, not {site_of[h]}")
+                )
             by_index[role][idx].append(h)
     for role, other in (("shard_primary", "shard_replica"), ("shard_replica", "shard_primary")):
         for idx, hs in sorted(by_index[role].items()):
@@ -182,7 +199,9 @@ def check(inv: Inventory, services: dict[str, Any], networks: dict[str, str], de
             for idx, hs in sorted(by_index[role].items()):
                 if idx > missing[0]:
                     problems.append(
-                        Problem(hs[0], "shard_index", f"shard indexes have a gap: {missing} missing before {idx}")
+                        Problem(
+                            hs[0], "shard_index", f"shard indexes have a gap: {missing} missing before {idx}"
+                        )
                     )
 
     # -- etcd ----------------------------------------------------------------------
@@ -190,7 +209,9 @@ def check(inv: Inventory, services: dict[str, Any], networks: dict[str, str], de
     if etcd or inv.hosts_of("shard_primary"):
         if len(etcd) != 3:
             who = etcd[0] if etcd else "(none)"
-            problems.append(Problem(who, "etcd", f"etcd group must have exactly 3 members, has {len(etcd)}: {etcd}"))
+            problems.append(
+                Problem(who, "etcd", f"etcd group must have exactly 3 members, has {len(etcd)}: {etcd}")
+            )
         local_members = [h for h in etcd if site_of[h] == "local"]
         if len(local_members) >= 2:
             problems.append(
@@ -215,7 +236,9 @@ def check(inv: Inventory, services: dict[str, Any], networks: dict[str, str], de
     for h in hosts:
         if not inv.groups_of(h) & deploy:
             problems.append(
-                Problem(h, "groups", f"in no group that a playbook deploys (groups: {sorted(inv.groups_of(h))})")
+                Problem(
+                    h, "groups", f"in no group that a playbook deploys (groups: {sorted(inv.groups_of(h))})"
+                )
             )
     return problems
 
