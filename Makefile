@@ -7,6 +7,8 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PYTHONPATH := $(CURDIR)/tools
 export MYPYPATH := $(CURDIR)/tools:$(CURDIR)/tests
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# The lab vault's password is lab-only and committed (README "Secrets"); production ids are added with --vault-id.
+export ANSIBLE_VAULT_IDENTITY_LIST := lab@$(CURDIR)/inventories/lab/vault-password.txt
 INVENTORY ?= inventories/helsinki,inventories/local
 
 .PHONY: help setup setup-apt setup-venv
@@ -28,7 +30,7 @@ setup-venv:
 LAB_VAULT_ID := lab@inventories/lab/vault-password.txt
 DEFAULT_INVENTORY := inventories/helsinki,inventories/local
 
-.PHONY: validate lab-inventory lint syntax-check test-python test-molecule test test-slow lab
+.PHONY: validate lab-inventory lint syntax-check test-python test-lab test-molecule test lab
 validate: ## check topology: duplicate IPs/WG/ports, shard pairs, etcd placement (INVENTORY=dir1,dir2)
 	$(BIN)/python -m unde_tools.validate --inventory $(INVENTORY)
 ifeq ($(INVENTORY),$(DEFAULT_INVENTORY))
@@ -54,7 +56,14 @@ syntax-check: ## ansible-playbook --syntax-check site.yml against both site inve
 test-python: ## pytest: tools, inventories, apps (no lab)
 	bash tools/pytest_nonempty.sh -m "not lab" tests apps
 
-test: setup lint syntax-check validate test-python test-molecule ## everything CI runs (fresh Debian machine)
+test-lab: ## lab tool tests on real booted hosts (boot, ssh, kill, freeze, partition, heal)
+	bash tools/pytest_nonempty.sh -m lab lab/tests
+
+MOLECULE_SCENARIOS ?= default
+test-molecule: ## molecule test for each scenario in MOLECULE_SCENARIOS (create, converge, idempotence, verify, destroy)
+	set -e; for s in $(MOLECULE_SCENARIOS); do echo "== molecule scenario $$s"; $(BIN)/molecule test -s $$s; done
+
+test: setup lint syntax-check validate test-python test-lab test-molecule ## everything CI runs (fresh Debian machine)
 
 lab: setup ## the main job: boot every lab host and run site.yml against inventories/lab
 	bash tools/lab_run.sh
