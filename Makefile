@@ -54,7 +54,7 @@ syntax-check: ## ansible-playbook --syntax-check site.yml against both site inve
 	$(BIN)/ansible-playbook --syntax-check -i inventories/helsinki -i inventories/local site.yml
 
 test-python: ## pytest: tools, inventories, apps (no lab)
-	bash tools/pytest_nonempty.sh -m "not lab" tests apps
+	bash tools/pytest_nonempty.sh -m "not lab" tests roles apps
 
 test-lab: ## lab tool tests on real booted hosts (boot, ssh, kill, freeze, partition, heal)
 	bash tools/pytest_nonempty.sh -m lab lab/tests

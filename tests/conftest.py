@@ -9,10 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-
-REPO = Path(__file__).resolve().parents[1]
-
-InventoryEditor = Callable[[Callable[[dict[str, Any], dict[str, Any]], None]], str]
+from support import REPO, InventoryEditor
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import REPO
+from support import REPO
 from unde_tools.inventory import load
 
 HELSINKI = {

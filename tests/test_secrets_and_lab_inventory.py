@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 import yaml
-from conftest import REPO
+from support import REPO
 from unde_tools import lab_inventory, lab_vault
 from unde_tools.inventory import load
 

@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 import pytest
-from conftest import REPO, InventoryEditor
+from support import REPO, InventoryEditor
 
 Children = dict[str, Any]
 

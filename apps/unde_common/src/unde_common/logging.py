@@ -91,6 +91,7 @@ def configure_logging(app: str, level: str | int = "INFO", *, stream: IO[str] | 
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "celery", "celery.task", "celery.worker"):
         lib = logging.getLogger(name)
         lib.handlers.clear()
+        lib.setLevel(logging.NOTSET)
         lib.propagate = True
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -56,7 +56,9 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 # --------------------------------------------------------------------------- secret DSNs
 
 
-def _dsn_validator(kind: str, schemes: tuple[str, ...], *, need_host: bool) -> Callable[[SecretStr], SecretStr]:
+def _dsn_validator(
+    kind: str, schemes: tuple[str, ...], *, need_host: bool
+) -> Callable[[SecretStr], SecretStr]:
     def check(value: SecretStr) -> SecretStr:
         raw = value.get_secret_value().strip()
         try:
@@ -66,7 +68,8 @@ def _dsn_validator(kind: str, schemes: tuple[str, ...], *, need_host: bool) -> C
             raise ValueError(f"not a valid {kind} URL ({exc.__class__.__name__})") from None
         if parts.scheme not in schemes:
             raise ValueError(f"{kind} URL scheme must be one of {', '.join(schemes)}; got {parts.scheme!r}")
-        if need_host and not parts.hostname and parts.scheme != "unix":
+        socket_host = "host=" in parts.query  # libpq: postgresql://user@/db?host=/run/postgresql
+        if need_host and not parts.hostname and not socket_host and parts.scheme != "unix":
             raise ValueError(f"{kind} URL has no host")
         return SecretStr(raw)
 
@@ -146,15 +149,13 @@ def _env_names(model: type[BaseSettings], loc: tuple[int | str, ...]) -> str:
     if not loc:
         return "<settings>"
     head = str(loc[0])
-    field = model.model_fields.get(head)
     names = [head]
-    if field is not None and field.validation_alias is not None:
+    for field_name, field in model.model_fields.items():
         alias = field.validation_alias
-        choices = getattr(alias, "choices", None)
-        if choices is not None:
-            names = [str(c) for c in choices]
-        else:
-            names = [str(alias)]
+        aliases = [str(c) for c in getattr(alias, "choices", [alias])] if alias is not None else []
+        if head == field_name or head in aliases:
+            names = aliases or [field_name]
+            break
     env = " / ".join(n.upper() for n in names)
     rest = "".join(f"[{part}]" for part in loc[1:])
     return env + rest
@@ -199,9 +200,10 @@ class UndeSettings(BaseSettings):
     metrics_enabled: bool = True
     #: where a Celery worker serves /metrics (HTTP services serve it on their own port)
     metrics_host: str = "127.0.0.1"
-    metrics_port: int = Field(9808, ge=1, le=65535)
+    metrics_port: int = Field(default=9808, ge=1, le=65535)
     #: node_exporter textfile collector file written by short-lived processes (beat, one-shot jobs)
     metrics_textfile: Path | None = None
+    metrics_textfile_interval_s: float = Field(default=15.0, gt=0)
 
     @classmethod
     def load(cls, **overrides: Any) -> Self:
@@ -222,21 +224,21 @@ class HttpServiceSettings(UndeSettings):
     """An HTTP service run by uvicorn (``HOST``/``PORT``/``WORKERS``)."""
 
     host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
-    workers: int = Field(1, ge=1, le=64)
+    port: int = Field(default=8000, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
     #: seconds a /health dependency check may take before it counts as failed
-    health_check_timeout_s: float = Field(2.0, gt=0)
+    health_check_timeout_s: float = Field(default=2.0, gt=0)
 
 
 class DbPoolSettings(UndeSettings):
     """Sizing and timeouts of the app's PostgreSQL pools (PgBouncer in front, transaction mode)."""
 
-    db_pool_min_size: int = Field(1, ge=0)
-    db_pool_max_size: int = Field(10, ge=1)
+    db_pool_min_size: int = Field(default=1, ge=0)
+    db_pool_max_size: int = Field(default=10, ge=1)
     #: seconds to wait for a free connection from the pool
-    db_pool_timeout_s: float = Field(10.0, gt=0)
+    db_pool_timeout_s: float = Field(default=10.0, gt=0)
     #: seconds a new server connection may take
-    db_connect_timeout_s: int = Field(5, ge=1)
+    db_connect_timeout_s: int = Field(default=5, ge=1)
     #: PgBouncer in transaction mode cannot keep server-side prepared statements
     db_prepared_statements: bool = False
 
@@ -244,19 +246,19 @@ class DbPoolSettings(UndeSettings):
 class HttpClientSettings(UndeSettings):
     """Defaults for outgoing provider HTTP clients (each provider may override)."""
 
-    http_connect_timeout_s: float = Field(3.0, gt=0)
-    http_read_timeout_s: float = Field(15.0, gt=0)
-    http_max_attempts: int = Field(3, ge=1, le=10)
-    http_backoff_base_s: float = Field(0.5, ge=0)
-    http_backoff_max_s: float = Field(8.0, ge=0)
+    http_connect_timeout_s: float = Field(default=3.0, gt=0)
+    http_read_timeout_s: float = Field(default=15.0, gt=0)
+    http_max_attempts: int = Field(default=3, ge=1, le=10)
+    http_backoff_base_s: float = Field(default=0.5, ge=0)
+    http_backoff_max_s: float = Field(default=8.0, ge=0)
     #: a 429/503 whose Retry-After asks for longer than this is not retried
-    http_max_retry_after_s: float = Field(30.0, ge=0)
+    http_max_retry_after_s: float = Field(default=30.0, ge=0)
 
 
 class CeleryWorkerSettings(UndeSettings):
     """A Celery worker + beat."""
 
     celery_timezone: str = "UTC"
-    celery_concurrency: int = Field(2, ge=1, le=64)
+    celery_concurrency: int = Field(default=2, ge=1, le=64)
     #: recycle a worker child after this many tasks (leaks, native libs)
-    celery_max_tasks_per_child: int = Field(200, ge=1)
+    celery_max_tasks_per_child: int = Field(default=200, ge=1)

@@ -1,0 +1,97 @@
+"""Settings of llm_orchestrator (local-orchestrator (10.2.0.17)).
+
+Read by ``LlmOrchestratorSettings.load()`` from the process environment and the app's ``.env``
+(``$UNDE_ENV_FILE``, else ``/opt/unde/llm_orchestrator/.env``); names are case-insensitive, secrets are
+``SecretStr``. See ``unde_common.settings``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, HttpUrl, SecretStr, field_validator
+
+from unde_common.settings import (
+    CeleryWorkerSettings,
+    CommaList,
+    DbPoolSettings,
+    HttpClientSettings,
+    PostgresDsn,
+    RedisDsn,
+)
+
+PROVIDERS = ("deepseek", "gemini", "claude", "qwen")
+Provider = Literal["deepseek", "gemini", "claude", "qwen"]
+
+
+class LlmOrchestratorSettings(CeleryWorkerSettings, DbPoolSettings, HttpClientSettings):
+    """Dialogue: generate_response on dialogue_queue (ContextPack, LLM providers with fallback) and
+    message enrichment on the enrichment queue.
+    """
+
+    app_name: str = "llm_orchestrator"
+
+    # LLM providers
+    deepseek_api_key: SecretStr
+    deepseek_model: str = "deepseek-chat"
+    deepseek_base_url: HttpUrl = HttpUrl("https://api.deepseek.com")
+    gemini_api_key: SecretStr
+    gemini_model: str = "gemini-2.0-flash"
+    gemini_base_url: HttpUrl = HttpUrl("https://generativelanguage.googleapis.com")
+    claude_api_key: SecretStr
+    claude_model: str = "claude-sonnet-4-20250514"
+    claude_base_url: HttpUrl = HttpUrl("https://api.anthropic.com")
+    qwen_api_key: SecretStr
+    qwen_model: str = "qwen-plus"
+    qwen_base_url: HttpUrl = HttpUrl("https://dashscope-intl.aliyuncs.com/compatible-mode/v1")
+    llm_primary_provider: Provider = "deepseek"
+    llm_fallback_providers: CommaList = Field(default_factory=lambda: ["gemini", "claude", "qwen"])
+
+    # embeddings for semantic retrieval
+    embedding_provider: Literal["cohere"] = "cohere"
+    embedding_model: str = "embed-multilingual-v3"
+    embedding_api_key: SecretStr
+    embedding_base_url: HttpUrl = HttpUrl("https://api.cohere.com")
+    embedding_dim: int = Field(default=1024, ge=1)
+
+    #: Celery broker + results: local-redis DB 11 (dialogue_queue and enrichment)
+    celery_broker_url: RedisDsn = SecretStr("redis://localhost:6379/11")
+    celery_result_backend: RedisDsn = SecretStr("redis://localhost:6379/11")
+    #: shard routing cache on local-redis, DB 12
+    shard_routing_redis_url: RedisDsn = SecretStr("redis://localhost:6379/12")
+    shard_0_db_url: PostgresDsn = SecretStr("postgresql://app_rw@localhost:6432/unde_shard")
+    master_encryption_key: SecretStr
+    production_db_url: PostgresDsn = SecretStr("postgresql://undeuser@localhost:6432/unde_main")
+
+    mood_agent_url: HttpUrl = HttpUrl("http://127.0.0.1:8080")
+    context_agent_url: HttpUrl = HttpUrl("http://127.0.0.1:8080")
+    persona_agent_url: HttpUrl = HttpUrl("http://127.0.0.1:8080")
+    voice_server_url: HttpUrl = HttpUrl("http://127.0.0.1:8080")
+    intelistyle_api_key: SecretStr
+    intelistyle_api_url: HttpUrl = HttpUrl("https://api.intelistyle.com/v3")
+    recognition_queue: str = "recognition_queue"
+
+    # retrieval
+    retrieval_top_k: int = Field(default=15, ge=1)
+    similarity_threshold: float = Field(default=0.5, ge=0, le=1)
+    max_episodes_per_response: int = Field(default=3, ge=0)
+    max_memory_density_rolling_10: float = Field(default=0.3, ge=0, le=1)
+
+    # timeouts (seconds)
+    llm_timeout: float = Field(default=15, gt=0)
+    context_pack_timeout: float = Field(default=3, gt=0)
+    embedding_timeout: float = Field(default=3, gt=0)
+
+    celery_concurrency: int = Field(default=4, ge=1, le=64)
+    celery_max_tasks_per_child: int = Field(default=500, ge=1)
+    #: generate_response limits (latency target p95 < 10 s); enrichment tasks have none
+    dialogue_time_limit_s: int = Field(default=30, ge=1)
+    dialogue_soft_time_limit_s: int = Field(default=25, ge=1)
+
+    @field_validator("llm_fallback_providers")
+    @classmethod
+    def _known_providers(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(PROVIDERS))
+        if unknown:
+            raise ValueError(f"unknown providers {unknown}; known: {', '.join(PROVIDERS)}")
+        return value

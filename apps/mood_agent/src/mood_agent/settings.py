@@ -1,0 +1,38 @@
+"""Settings of mood_agent (local-mood (10.2.0.11)).
+
+Read by ``MoodAgentSettings.load()`` from the process environment and the app's ``.env``
+(``$UNDE_ENV_FILE``, else ``/opt/unde/mood_agent/.env``); names are case-insensitive, secrets are
+``SecretStr``. See ``unde_common.settings``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, HttpUrl, SecretStr
+
+from unde_common.settings import HttpClientSettings, HttpServiceSettings, RedisDsn
+
+
+class MoodAgentSettings(HttpServiceSettings, HttpClientSettings):
+    """Mood agent: POST /analyze → mood_frame (light LLM classification with fallback, smoothing), p95
+    < 200 ms.
+    """
+
+    app_name: str = "mood_agent"
+    port: int = Field(default=8080, ge=1, le=65535, validation_alias=AliasChoices("mood_port", "port"))
+    workers: int = Field(default=4, ge=1, le=64, validation_alias=AliasChoices("mood_workers", "workers"))
+
+    mood_llm_provider: Literal["deepseek", "gemini"] = "deepseek"
+    mood_llm_model: str = "deepseek-chat"
+    mood_llm_api_key: SecretStr
+    mood_fallback_provider: Literal["deepseek", "gemini"] = "gemini"
+    mood_fallback_model: str = "gemini-2.0-flash-lite"
+    mood_fallback_api_key: SecretStr
+    deepseek_base_url: HttpUrl = HttpUrl("https://api.deepseek.com")
+    gemini_base_url: HttpUrl = HttpUrl("https://generativelanguage.googleapis.com")
+
+    mood_smoothing_factor: float = Field(default=0.3, ge=0, le=1)
+    mood_spike_threshold: float = Field(default=0.5, ge=0, le=1)
+    #: hot-path Redis (local-redis), DB 9: previous mood state
+    redis_url: RedisDsn = SecretStr("redis://localhost:6379/9")

@@ -1,0 +1,30 @@
+"""Settings of persona_agent (local-persona (10.2.0.21)).
+
+Read by ``PersonaAgentSettings.load()`` from the process environment and the app's ``.env``
+(``$UNDE_ENV_FILE``, else ``/opt/unde/persona_agent/.env``); names are case-insensitive, secrets are
+``SecretStr``. See ``unde_common.settings``.
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr
+
+from unde_common.settings import DbPoolSettings, HttpServiceSettings, PostgresDsn, RedisDsn
+
+
+class PersonaAgentSettings(HttpServiceSettings, DbPoolSettings):
+    """Persona agent (rule engine, no LLM): /persona, /persona/feedback, /persona/flush, p95 < 15 ms."""
+
+    app_name: str = "persona_agent"
+    port: int = Field(default=8080, ge=1, le=65535, validation_alias=AliasChoices("persona_port", "port"))
+    workers: int = Field(default=4, ge=1, le=64, validation_alias=AliasChoices("persona_workers", "workers"))
+
+    #: shard routing cache on local-redis, DB 12
+    shard_routing_redis_url: RedisDsn = SecretStr("redis://localhost:6379/12")
+    #: local shard 0: relationship_stage, persona_temp_blocks, signal_daily_deltas
+    shard_0_db_url: PostgresDsn = SecretStr("postgresql://app_rw@localhost:6432/unde_shard")
+    #: hot-path Redis (local-redis), DB 13: idempotency store, signal buffer, locks
+    redis_url: RedisDsn = SecretStr("redis://localhost:6379/13")
+    persona_contract_version: str = Field(default="0.7.0", pattern=r"^\d+\.\d+\.\d+$")
+    #: in-process LRU of persona profiles
+    profile_cache_size: int = Field(default=100, ge=1)

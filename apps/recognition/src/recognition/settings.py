@@ -1,0 +1,51 @@
+"""Settings of recognition (recognition (10.1.0.14)).
+
+Read by ``RecognitionSettings.load()`` from the process environment and the app's ``.env``
+(``$UNDE_ENV_FILE``, else ``/opt/unde/recognition/.env``); names are case-insensitive, secrets are
+``SecretStr``. See ``unde_common.settings``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import Field, HttpUrl, SecretStr
+
+from unde_common.settings import (
+    CeleryWorkerSettings,
+    DbPoolSettings,
+    Duration,
+    HttpClientSettings,
+    PostgresDsn,
+    RedisDsn,
+)
+
+
+class RecognitionSettings(CeleryWorkerSettings, DbPoolSettings, HttpClientSettings):
+    """Recognition orchestrator: the recognize_photo pipeline (detect, tag, dual retrieval,
+    availability filter, rerank) on recognition_queue.
+    """
+
+    app_name: str = "recognition"
+
+    ximilar_gw_url: HttpUrl = HttpUrl("http://127.0.0.1:8001")
+    llm_reranker_url: HttpUrl = HttpUrl("http://127.0.0.1:8002")
+    #: Celery broker + results: batch Redis on `push`, DB 6 (the API gateway reads results there)
+    celery_broker_url: RedisDsn = SecretStr("redis://localhost:6379/6")
+    celery_result_backend: RedisDsn = SecretStr("redis://localhost:6379/6")
+    #: production DB: SKU metadata, recognition_requests log
+    database_url: PostgresDsn = SecretStr("postgresql://undeuser@localhost:6432/unde_main")
+    #: staging DB: raw_availability for the availability filter (v5.1)
+    staging_db_url: PostgresDsn = SecretStr("postgresql://recognition@localhost:6432/unde_staging")
+
+    confidence_high: float = Field(default=0.85, ge=0, le=1)
+    confidence_medium: float = Field(default=0.50, ge=0, le=1)
+    #: feature flags (spec 01 §19b)
+    tagging_mode: Literal["always", "on_demand", "off"] = "on_demand"
+    availability_window: Duration = timedelta(hours=24)
+    min_candidates: int = Field(default=3, ge=0)
+
+    celery_concurrency: int = Field(default=2, ge=1, le=64)
+    task_time_limit_s: int = Field(default=30, ge=1)
+    task_soft_time_limit_s: int = Field(default=25, ge=1)

@@ -1,0 +1,38 @@
+"""Celery app of scraper.
+
+Broker ``REDIS_URL`` (Redis DB 7), queue(s) ``scraper``, beat schedule
+from :mod:`scraper.schedule`.
+
+    celery -A scraper.celery_app worker -Q scraper
+    celery -A scraper.celery_app beat
+
+``app`` is built on first access (``lazy_celery_app``), so importing this module reads no settings.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from scraper import __version__
+from scraper.schedule import QUEUES, ROUTES, SCHEDULE
+from scraper.settings import ScraperSettings
+from unde_common.metrics import AppMetrics
+from unde_common.worker import create_celery_app, lazy_celery_app
+
+
+def make_celery(settings: ScraperSettings | None = None) -> Celery:
+    """The configured Celery app (settings loaded from the environment when not given)."""
+    settings = settings or ScraperSettings.load()
+    return create_celery_app(
+        settings.app_name,
+        settings,
+        broker_url=settings.redis_url,
+        queues=QUEUES,
+        routes=ROUTES,
+        schedule=SCHEDULE,
+        include=["scraper.tasks"],
+        metrics=AppMetrics(settings.app_name, version=__version__),
+    )
+
+
+__getattr__ = lazy_celery_app(__name__, make_celery)

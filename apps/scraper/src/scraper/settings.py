@@ -1,0 +1,44 @@
+"""Settings of scraper (scraper (10.1.0.3)).
+
+Read by ``ScraperSettings.load()`` from the process environment and the app's ``.env``
+(``$UNDE_ENV_FILE``, else ``/opt/unde/scraper/.env``); names are case-insensitive, secrets are
+``SecretStr``. See ``unde_common.settings``.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, HttpUrl, SecretStr
+
+from unde_common.settings import (
+    CeleryWorkerSettings,
+    CommaIntList,
+    DbPoolSettings,
+    HttpClientSettings,
+    PostgresDsn,
+    RedisDsn,
+)
+
+
+class ScraperSettings(CeleryWorkerSettings, DbPoolSettings, HttpClientSettings):
+    """Zara mobile API availability poll (KZ stores) into staging, hourly sync of verified products to
+    production, staging cleanup.
+    """
+
+    app_name: str = "scraper"
+
+    #: staging DB (PgBouncer on staging-db): raw_products, raw_availability, scraper_logs
+    staging_db_url: PostgresDsn = SecretStr("postgresql://scraper@localhost:6432/unde_staging")
+    #: production DB (PgBouncer on production-db): products
+    production_db_url: PostgresDsn = SecretStr("postgresql://undeuser@localhost:6432/unde_main")
+    #: Celery broker: batch Redis on `push`, catalog pipeline DB 7
+    redis_url: RedisDsn = SecretStr("redis://localhost:6379/7")
+
+    #: Inditex mobile REST API used for per-store stock (the "Zara mobile API")
+    zara_api_base_url: HttpUrl = HttpUrl("https://itxrest.inditex.com")
+    zara_user_agent: str = "ZaraApp/15.10.0"
+    #: Kazakhstan Zara stores polled for availability
+    kz_zara_stores: CommaIntList = Field(default_factory=lambda: [6643, 9204, 9073, 16546])
+    #: availability younger than this makes a product eligible for production sync
+    availability_fresh_hours: int = Field(default=2, ge=1)
+    #: staging rows older than this are deleted by cleanup_old_data
+    cleanup_retention_days: int = Field(default=30, ge=1)

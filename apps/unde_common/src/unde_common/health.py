@@ -1,0 +1,175 @@
+"""FastAPI app factory with ``/health``, ``/health/live`` and ``/metrics``, and a uvicorn runner.
+
+    app = create_app("ximilar_gw", settings, checks={"production_db": lambda: acheck(pool)})
+
+- ``GET /health/live`` — 200 ``{"status": "ok"}`` while the process serves requests.
+- ``GET /health`` — runs every named check concurrently, each bounded by
+  ``settings.health_check_timeout_s``; 200 when all pass, 503 otherwise, with
+  ``{"status": "ok"|"fail", "app": ..., "checks": {"<name>": {"status", "duration_ms", "error"?}}}``.
+  A check is a callable returning ``None`` (or an awaitable of it) and raising on failure.
+- ``GET /metrics`` — the app's Prometheus registry, plus request counters/latency that a
+  middleware records for every route (``<prefix>_http_requests_total``,
+  ``<prefix>_http_request_duration_seconds``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import redis.asyncio as aioredis
+import uvicorn
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import SecretStr
+from starlette.concurrency import run_in_threadpool
+from starlette.routing import Match
+
+from unde_common.logging import configure_logging
+from unde_common.metrics import CONTENT_TYPE_LATEST, AppMetrics
+from unde_common.settings import HttpServiceSettings
+
+__all__ = ["Check", "create_app", "redis_check", "run_checks", "serve"]
+
+Check = Callable[[], Awaitable[None] | None]
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+async def _run_one(check: Check, timeout_s: float) -> dict[str, Any]:
+    start = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout_s):
+            if inspect.iscoroutinefunction(check):
+                await check()
+            else:
+                result = await run_in_threadpool(check)
+                if inspect.isawaitable(result):
+                    await result
+        status: dict[str, Any] = {"status": "ok"}
+    except TimeoutError:
+        status = {"status": "fail", "error": f"timed out after {timeout_s:g}s"}
+    except Exception as exc:
+        status = {"status": "fail", "error": f"{exc.__class__.__name__}: {exc}"[:500]}
+    status["duration_ms"] = round((time.perf_counter() - start) * 1000, 2)
+    return status
+
+
+async def run_checks(checks: Mapping[str, Check], timeout_s: float) -> dict[str, dict[str, Any]]:
+    """Run the checks concurrently; a mapping of name → result."""
+    names = list(checks)
+    results = await asyncio.gather(*(_run_one(checks[n], timeout_s) for n in names))
+    return dict(zip(names, results, strict=True))
+
+
+def redis_check(url: SecretStr | str, *, timeout_s: float = 2.0) -> Check:
+    """A check that PINGs a Redis server (a fresh connection each time, closed after)."""
+    raw = url.get_secret_value() if isinstance(url, SecretStr) else url
+
+    async def ping() -> None:
+        client = aioredis.Redis.from_url(raw, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+        try:
+            if not await client.ping():
+                raise RuntimeError("PING did not answer PONG")
+        finally:
+            await client.aclose()
+
+    return ping
+
+
+def _route_template(request: Request) -> str:
+    """The matched route's path template (``/items/{id}``), so labels stay low-cardinality."""
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match == Match.FULL:
+            return str(getattr(route, "path", request.url.path))
+    return "<unmatched>"
+
+
+def create_app(
+    name: str,
+    settings: HttpServiceSettings,
+    checks: Mapping[str, Check] | None = None,
+    *,
+    metrics: AppMetrics | None = None,
+    version: str = "0",
+    lifespan: Lifespan | None = None,
+    **fastapi_kwargs: Any,
+) -> FastAPI:
+    """A FastAPI app with the UNDE health and metrics endpoints; add the app's routes to it."""
+    app_metrics = metrics or AppMetrics(name, version=version)
+    named_checks: dict[str, Check] = dict(checks or {})
+    requests_total = app_metrics.counter(
+        "http_requests",
+        "HTTP requests served, by method, route template and status code.",
+        ["method", "route", "status"],
+    )
+    duration = app_metrics.histogram(
+        "http_request_duration_seconds",
+        "HTTP request latency in seconds, by method and route template.",
+        ["method", "route"],
+    )
+
+    @asynccontextmanager
+    async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if lifespan is None:
+            yield
+        else:
+            async with lifespan(app):
+                yield
+
+    app = FastAPI(title=name, version=version, lifespan=_lifespan, **fastapi_kwargs)
+    app.state.settings = settings
+    app.state.metrics = app_metrics
+    app.state.checks = named_checks
+
+    @app.middleware("http")
+    async def _record(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        route = _route_template(request)
+        start = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            if route != "/metrics":
+                requests_total.labels(request.method, route, str(status)).inc()
+                duration.labels(request.method, route).observe(time.perf_counter() - start)
+
+    @app.get("/health/live", tags=["ops"])
+    async def live() -> dict[str, str]:
+        return {"status": "ok", "app": name}
+
+    @app.get("/health", tags=["ops"])
+    async def health() -> JSONResponse:
+        results = await run_checks(app.state.checks, settings.health_check_timeout_s)
+        ok = all(r["status"] == "ok" for r in results.values())
+        body = {"status": "ok" if ok else "fail", "app": name, "version": version, "checks": results}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["ops"], include_in_schema=False)
+    async def metrics_endpoint() -> Response:
+        return Response(app_metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def serve(factory: str, settings: HttpServiceSettings) -> None:
+    """Run ``factory`` (``"pkg.app:create"``, a zero-argument callable returning the app) with uvicorn
+    on ``settings.host:settings.port`` with ``settings.workers`` processes, logging as JSON."""
+    configure_logging(settings.app_name, settings.log_level)
+    uvicorn.run(
+        factory,
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        server_header=False,
+    )

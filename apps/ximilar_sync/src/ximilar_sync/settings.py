@@ -1,0 +1,36 @@
+"""Settings of ximilar_sync (ximilar-sync (10.1.0.11)).
+
+Read by ``XimilarSyncSettings.load()`` from the process environment and the app's ``.env``
+(``$UNDE_ENV_FILE``, else ``/opt/unde/ximilar_sync/.env``); names are case-insensitive, secrets are
+``SecretStr``. See ``unde_common.settings``.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, HttpUrl, SecretStr
+
+from unde_common.settings import (
+    CeleryWorkerSettings,
+    DbPoolSettings,
+    HttpClientSettings,
+    PostgresDsn,
+    RedisDsn,
+)
+
+
+class XimilarSyncSettings(CeleryWorkerSettings, DbPoolSettings, HttpClientSettings):
+    """Pushes new catalog SKUs (with their images and metadata) into the Ximilar Collection; retries
+    failures.
+    """
+
+    app_name: str = "ximilar_sync"
+
+    #: staging DB (PgBouncer on staging-db): raw_products.ximilar_status
+    staging_db_url: PostgresDsn = SecretStr("postgresql://ximilar@localhost:6432/unde_staging")
+    #: Celery broker: batch Redis on `push`, catalog pipeline DB 7
+    redis_url: RedisDsn = SecretStr("redis://localhost:6379/7")
+
+    ximilar_api_token: SecretStr
+    ximilar_collection_id: str
+    ximilar_base_url: HttpUrl = HttpUrl("https://api.ximilar.com")
+    batch_size: int = Field(default=100, ge=1)

@@ -1,0 +1,173 @@
+"""Filter ``unde_firewall_rules``: the inbound accept rules of one host, from ``unde_services``.
+
+For every service whose ``groups`` contain a group of the host (or ``all``), the host accepts
+``proto dport port`` only from the client hosts' addresses (``clients`` groups; ``all`` = every
+inventory host; ``public`` = any source), plus the admin CIDRs for the admin services. The result
+is fully sorted so the rendered ruleset is byte-for-byte stable between runs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypedDict
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+PROTOCOLS = ("tcp", "udp")
+
+
+class FirewallRule(TypedDict):
+    name: str
+    proto: str
+    port: int
+    public: bool
+    ipv4: list[str]
+    ipv6: list[str]
+    description: str
+
+
+class FirewallRulesError(ValueError):
+    """Raised on a malformed service registry or inventory (Ansible reports the message)."""
+
+
+def _network(value: str, what: str) -> IPNetwork:
+    try:
+        return ipaddress.ip_network(str(value).strip(), strict=False)
+    except ValueError as exc:
+        raise FirewallRulesError(f"{what}: {value!r} is not an IP address or network") from exc
+
+
+def _render(net: IPNetwork) -> str:
+    """An address as nft writes it: a host without its /32 or /128."""
+    if net.prefixlen == net.max_prefixlen:
+        return str(net.network_address)
+    return str(net)
+
+
+def _port(name: str, value: Any) -> int:
+    try:
+        port = int(value)
+    except (TypeError, ValueError) as exc:
+        raise FirewallRulesError(f"service {name}: port {value!r} is not a number") from exc
+    if not 1 <= port <= 65535:
+        raise FirewallRulesError(f"service {name}: port {port} is out of range")
+    return port
+
+
+def _proto(name: str, value: Any) -> str:
+    proto = str(value).lower()
+    if proto not in PROTOCOLS:
+        raise FirewallRulesError(f"service {name}: proto {proto!r} is not one of {PROTOCOLS}")
+    return proto
+
+
+def _rule(
+    name: str, proto: str, port: int, public: bool, sources: set[IPNetwork], description: Any
+) -> FirewallRule:
+    ordered = sorted(sources, key=lambda n: (n.version, n.network_address, n.prefixlen))
+    return FirewallRule(
+        name=name,
+        proto=proto,
+        port=port,
+        public=public,
+        ipv4=[_render(n) for n in ordered if n.version == 4],
+        ipv6=[_render(n) for n in ordered if n.version == 6],
+        description=" ".join(str(description or "").replace('"', "'").split()),
+    )
+
+
+def _extra_rule(extra: Mapping[str, Any]) -> FirewallRule:
+    name = str(extra.get("name") or "")
+    if not name:
+        raise FirewallRulesError(f"firewall_extra_rules: {dict(extra)!r} has no name")
+    sources = extra.get("sources")
+    if sources == "any":
+        nets: set[IPNetwork] = set()
+    elif isinstance(sources, Sequence) and not isinstance(sources, str) and sources:
+        nets = {_network(str(s), f"firewall_extra_rules {name}") for s in sources}
+    else:
+        raise FirewallRulesError(f"firewall_extra_rules {name}: sources must be a non-empty list or 'any'")
+    proto = _proto(name, extra.get("proto", "tcp"))
+    port = _port(name, extra.get("port"))
+    return _rule(name, proto, port, sources == "any", nets, extra.get("description", "firewall_extra_rules"))
+
+
+def _host_addresses(
+    hosts: Iterable[str], hostvars: Mapping[str, Any], address_vars: Sequence[str]
+) -> set[IPNetwork]:
+    out: set[IPNetwork] = set()
+    for host in hosts:
+        hv = hostvars[host]
+        found = False
+        for var in address_vars:
+            value = hv.get(var)
+            if value:
+                out.add(_network(str(value), f"{host}.{var}"))
+                found = True
+        if not found:
+            raise FirewallRulesError(f"host {host} has none of {list(address_vars)}")
+    return out
+
+
+def unde_firewall_rules(
+    services: Mapping[str, Mapping[str, Any]],
+    host: str,
+    groups: Mapping[str, Sequence[str]],
+    hostvars: Mapping[str, Any],
+    port_overrides: Mapping[str, Any] | None = None,
+    admin_cidrs: Sequence[str] = (),
+    admin_services: Sequence[str] = (),
+    address_vars: Sequence[str] = ("private_ip",),
+    extra_rules: Sequence[Mapping[str, Any]] = (),
+) -> list[FirewallRule]:
+    """Return the accept rules for ``host``, sorted by (port, proto, name).
+
+    Args:
+        services: ``unde_services`` (name -> {port, proto, groups, clients, description}).
+        host: the inventory name of the host the ruleset is for.
+        groups: Ansible's ``groups`` (group -> member hosts, children flattened).
+        hostvars: Ansible's ``hostvars``.
+        port_overrides: this host's ``unde_port_overrides`` (service -> port).
+        admin_cidrs: networks that may also reach the admin services.
+        admin_services: service names that admins reach directly (ssh, UIs).
+        address_vars: host variables whose values identify a client host (private_ip, tunnel IP).
+        extra_rules: host-specific accepts, {name, proto, port, sources: [CIDRs] | "any"}.
+
+    Returns:
+        One rule per service the host runs; ``public`` rules carry no source lists.
+    """
+    overrides = dict(port_overrides or {})
+    unknown = sorted(set(overrides) - set(services))
+    if unknown:
+        raise FirewallRulesError(f"unde_port_overrides of {host} names unknown services: {unknown}")
+    host_groups = {g for g, members in groups.items() if host in members} | {"all"}
+    admin_nets = {_network(c, "unde_admin_cidrs") for c in admin_cidrs}
+    rules: list[FirewallRule] = [_extra_rule(extra) for extra in extra_rules]
+    for name in sorted(services):
+        svc = services[name]
+        if not host_groups.intersection(svc.get("groups") or []):
+            continue
+        proto = _proto(name, svc.get("proto", "tcp"))
+        port = _port(name, overrides.get(name, svc.get("port")))
+        clients = [str(c) for c in svc.get("clients") or []]
+        public = "public" in clients
+        sources: set[IPNetwork] = set()
+        if not public:
+            for group in clients:
+                if group not in groups:
+                    raise FirewallRulesError(
+                        f"service {name}: client group {group!r} is not in the inventory"
+                    )
+                sources |= _host_addresses(groups[group], hostvars, address_vars)
+            if name in admin_services:
+                sources |= admin_nets
+        rules.append(_rule(name, proto, port, public, sources, svc.get("description", "")))
+    rules.sort(key=lambda r: (r["port"], r["proto"], r["name"]))
+    return rules
+
+
+class FilterModule:
+    """Ansible filter plugin entry point."""
+
+    def filters(self) -> dict[str, Any]:
+        return {"unde_firewall_rules": unde_firewall_rules}
