@@ -5,7 +5,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PYTHONPATH := $(CURDIR)/tools
-export MYPYPATH := $(CURDIR)/tools:$(CURDIR)/tests
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # The lab vault's password is lab-only and committed (README "Secrets"); production ids are added with --vault-id.
 export ANSIBLE_VAULT_IDENTITY_LIST := lab@$(CURDIR)/inventories/lab/vault-password.txt
@@ -47,8 +46,7 @@ lint: ## yamllint, ansible-lint (production profile), ruff, mypy
 	$(BIN)/ansible-lint --profile production
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy tools tests
-	$(BIN)/mypy -p unde_common $(foreach a,$(notdir $(wildcard apps/*)),$(if $(filter unde_common,$(a)),,-p $(a)))
+	$(BIN)/mypy apps tools tests lab roles molecule
 
 syntax-check: ## ansible-playbook --syntax-check site.yml against both site inventories
 	$(BIN)/ansible-playbook --syntax-check -i inventories/helsinki -i inventories/local site.yml

@@ -79,6 +79,13 @@ def _map_group(body: Any) -> Any:
     return out
 
 
+class _IndentedDumper(yaml.SafeDumper):
+    """Indent block sequences under their key, as yamllint's default expects."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
+
+
 def render() -> str:
     children: dict[str, Any] = {}
     for d in SITE_INVENTORIES:
@@ -100,7 +107,8 @@ def render() -> str:
             "children": children,
         }
     }
-    return HEADER + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, width=120)
+    body = yaml.dump(doc, Dumper=_IndentedDumper, sort_keys=False, default_flow_style=False, width=120)
+    return HEADER + body
 
 
 def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
