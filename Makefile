@@ -29,7 +29,7 @@ setup-venv:
 LAB_VAULT_ID := lab@inventories/lab/vault-password.txt
 DEFAULT_INVENTORY := inventories/helsinki,inventories/local
 
-.PHONY: validate lab-inventory lint syntax-check test-python test-lab test-molecule test lab
+.PHONY: validate lab-inventory lint syntax-check test-python test-lab test-molecule test-lab-full test lab
 validate: ## check topology: duplicate IPs/WG/ports, shard pairs, etcd placement (INVENTORY=dir1,dir2)
 	$(BIN)/python -m unde_tools.validate --inventory $(INVENTORY)
 ifeq ($(INVENTORY),$(DEFAULT_INVENTORY))
@@ -61,7 +61,10 @@ MOLECULE_SCENARIOS ?= default
 test-molecule: ## molecule test for each scenario in MOLECULE_SCENARIOS (create, converge, idempotence, verify, destroy)
 	set -e; for s in $(MOLECULE_SCENARIOS); do echo "== molecule scenario $$s"; $(BIN)/molecule test -s $$s; done
 
-test: setup lint syntax-check validate test-python test-lab test-molecule ## everything CI runs (fresh Debian machine)
+test-lab-full: ## make lab on all hosts, a second converge that changes nothing, every host running; then lab down
+	bash tools/lab_ci.sh
+
+test: setup lint syntax-check validate test-python test-lab test-molecule test-lab-full ## everything CI runs (fresh Debian machine)
 
 lab: setup ## the main job: boot every lab host and run site.yml against inventories/lab
 	bash tools/lab_run.sh
