@@ -29,7 +29,7 @@ setup-venv:
 LAB_VAULT_ID := lab@inventories/lab/vault-password.txt
 DEFAULT_INVENTORY := inventories/helsinki,inventories/local
 
-.PHONY: validate lab-inventory lint syntax-check test-python test-lab test-molecule test-lab-full test lab
+.PHONY: bench-hybrid-search validate lab-inventory lint syntax-check test-python test-lab test-molecule test-lab-full test lab
 validate: ## check topology: duplicate IPs/WG/ports, shard pairs, etcd placement (INVENTORY=dir1,dir2)
 	$(BIN)/python -m unde_tools.validate --inventory $(INVENTORY)
 ifeq ($(INVENTORY),$(DEFAULT_INVENTORY))
@@ -46,7 +46,7 @@ lint: ## yamllint, ansible-lint (production profile), ruff, mypy
 	$(BIN)/ansible-lint --profile production
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy apps tools tests lab roles molecule
+	$(BIN)/mypy apps tools tests lab roles molecule bench
 
 syntax-check: ## ansible-playbook --syntax-check site.yml against both site inventories
 	$(BIN)/ansible-playbook --syntax-check -i inventories/helsinki -i inventories/local site.yml
@@ -60,6 +60,9 @@ test-lab: ## lab tool tests on real booted hosts (boot, ssh, kill, freeze, parti
 MOLECULE_SCENARIOS ?= default
 test-molecule: ## molecule test for each scenario in MOLECULE_SCENARIOS (create, converge, idempotence, verify, destroy)
 	set -e; for s in $(MOLECULE_SCENARIOS); do echo "== molecule scenario $$s"; $(BIN)/molecule test -s $$s; done
+
+bench-hybrid-search: ## shard hybrid search on 200k+ messages: p50/p95/p99, recall@20, partition pruning (JSON)
+	$(BIN)/python bench/hybrid_search.py
 
 test-lab-full: ## make lab on all hosts, a second converge that changes nothing, every host running; then lab down
 	bash tools/lab_ci.sh

@@ -1,0 +1,1 @@
+"""SQL layer tests (files/sql, the unde_sql_migrate module)."""
