@@ -57,7 +57,7 @@ test-python: ## pytest: tools, inventories, apps (no lab)
 test-lab: ## lab tool tests on real booted hosts (boot, ssh, kill, freeze, partition, heal)
 	bash tools/pytest_nonempty.sh -m lab lab/tests
 
-MOLECULE_SCENARIOS ?= default
+MOLECULE_SCENARIOS ?= default data
 test-molecule: ## molecule test for each scenario in MOLECULE_SCENARIOS (create, converge, idempotence, verify, destroy)
 	set -e; for s in $(MOLECULE_SCENARIOS); do echo "== molecule scenario $$s"; $(BIN)/molecule test -s $$s; done
 
