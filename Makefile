@@ -73,3 +73,5 @@ lab: setup ## the main job: boot every lab host and run site.yml against invento
 	bash tools/lab_run.sh
 
 -include lab/lab.mk
+# One fragment per capability (bench-*, test-slow pieces); each names its own targets.
+-include $(sort $(wildcard mk/*.mk))
