@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from apify import __version__
+from apify import __version__, runtime
 from apify.schedule import QUEUES, ROUTES, SCHEDULE
 from apify.settings import ApifySettings
 from unde_common.metrics import AppMetrics
@@ -23,7 +23,8 @@ from unde_common.worker import create_celery_app, lazy_celery_app
 def make_celery(settings: ApifySettings | None = None) -> Celery:
     """The configured Celery app (settings loaded from the environment when not given)."""
     settings = settings or ApifySettings.load()
-    return create_celery_app(
+    metrics = AppMetrics(settings.app_name, version=__version__)
+    app = create_celery_app(
         settings.app_name,
         settings,
         broker_url=settings.redis_url,
@@ -32,8 +33,10 @@ def make_celery(settings: ApifySettings | None = None) -> Celery:
         routes=ROUTES,
         schedule=SCHEDULE,
         include=["apify.tasks"],
-        metrics=AppMetrics(settings.app_name, version=__version__),
+        metrics=metrics,
     )
+    runtime.bind(app, runtime.Runtime(settings, metrics))
+    return app
 
 
 __getattr__ = lazy_celery_app(__name__, make_celery)

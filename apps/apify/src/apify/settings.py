@@ -33,3 +33,24 @@ class ApifySettings(CeleryWorkerSettings, DbPoolSettings, HttpClientSettings):
     redis_url: RedisDsn = SecretStr("redis://localhost:6379/7")
     #: an actor run (one brand) may take hours; Redis must not redeliver it meanwhile
     celery_visibility_timeout_s: int = Field(default=6 * 3600, ge=60)
+
+    #: Apify actor per brand (``username/actor`` or an actor id), spec 02 §2 ``datasaurus/{brand}``
+    apify_actor_zara: str = "datasaurus/zara"
+    apify_actor_bershka: str = "datasaurus/bershka"
+    apify_actor_pullandbear: str = "datasaurus/pullandbear"
+    apify_actor_stradivarius: str = "datasaurus/stradivarius"
+    apify_actor_massimodutti: str = "datasaurus/massimodutti"
+    apify_actor_oysho: str = "datasaurus/oysho"
+    #: the actors' ``startUrls`` template ({brand} is replaced) and item cap
+    apify_start_url: str = "https://www.{brand}.com/kz/en/"
+    apify_max_items: int = Field(default=20000, ge=1)
+    #: memory (MB) the actor run gets on Apify; 0 = the actor's default
+    apify_run_memory_mb: int = Field(default=0, ge=0)
+    #: how long a run may take before the collector gives up (and records the failure)
+    apify_run_timeout_s: int = Field(default=4 * 3600, ge=10)
+    #: seconds one "wait for finish" poll blocks on Apify's side (API maximum 60)
+    apify_wait_poll_s: int = Field(default=60, ge=0, le=60)
+    #: dataset items per page (one staging transaction per page)
+    apify_page_size: int = Field(default=1000, ge=1, le=250000)
+    #: a killed collector's run (scraper_logs status 'running') younger than this is resumed
+    apify_resume_window_hours: int = Field(default=20, ge=1)

@@ -1,26 +1,28 @@
-"""Celery tasks of collage.
-
-Names are ``collage.<task>``; the bodies come with issue 6 (catalog pipeline apps).
-"""
+"""Celery tasks of collage (spec 01 §18): ``process_collages`` every 15 min, ``retry_failed``
+hourly at :30, ``cleanup_temp_files`` daily 05:00."""
 
 from __future__ import annotations
 
-from celery import shared_task
+from typing import Any
+
+from celery import Task, shared_task
+
+from collage import builder, runtime
 
 
-@shared_task(name="collage.process_collages")
-def process_collages() -> None:
+@shared_task(name="collage.process_collages", bind=True)
+def process_collages(self: Task[Any, Any]) -> dict[str, Any]:
     """Uploaded products → collages/{brand}/{external_id}.jpg."""
-    raise NotImplementedError("process_collages: implemented in issue 6 (catalog pipeline apps)")
+    return builder.run(runtime.for_app(self.app)).as_dict()
 
 
-@shared_task(name="collage.retry_failed")
-def retry_failed() -> None:
-    """Retry products whose collage failed."""
-    raise NotImplementedError("retry_failed: implemented in issue 6 (catalog pipeline apps)")
+@shared_task(name="collage.retry_failed", bind=True)
+def retry_failed(self: Task[Any, Any]) -> dict[str, Any]:
+    """Retry products whose collage failed (fewer than max_collage_attempts failures)."""
+    return builder.run(runtime.for_app(self.app), retry=True).as_dict()
 
 
-@shared_task(name="collage.cleanup_temp_files")
-def cleanup_temp_files() -> None:
+@shared_task(name="collage.cleanup_temp_files", bind=True)
+def cleanup_temp_files(self: Task[Any, Any]) -> dict[str, Any]:
     """Empty data_dir."""
-    raise NotImplementedError("cleanup_temp_files: implemented in issue 6 (catalog pipeline apps)")
+    return {"removed": builder.cleanup_temp_files(runtime.for_app(self.app))}

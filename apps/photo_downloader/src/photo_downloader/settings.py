@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, HttpUrl, SecretStr
+from pydantic import Field, SecretStr
 
+from unde_common.s3 import S3Settings
 from unde_common.settings import (
     CeleryWorkerSettings,
     DbPoolSettings,
@@ -20,7 +21,7 @@ from unde_common.settings import (
 )
 
 
-class PhotoDownloaderSettings(CeleryWorkerSettings, DbPoolSettings, HttpClientSettings):
+class PhotoDownloaderSettings(CeleryWorkerSettings, DbPoolSettings, HttpClientSettings, S3Settings):
     """Downloads pending brand photos (residential proxy) and uploads them to Object Storage
     originals/.
     """
@@ -32,18 +33,33 @@ class PhotoDownloaderSettings(CeleryWorkerSettings, DbPoolSettings, HttpClientSe
     #: Celery broker: batch Redis on `push`, catalog pipeline DB 7
     redis_url: RedisDsn = SecretStr("redis://localhost:6379/7")
 
-    #: Hetzner Object Storage (S3 API)
-    s3_endpoint: HttpUrl = HttpUrl("https://hel1.your-objectstorage.com")
-    s3_access_key: SecretStr
-    s3_secret_key: SecretStr
-    s3_bucket: str = "unde-images"
+    #: public base of the stored photos written to image_urls; empty = ``S3_ENDPOINT/S3_BUCKET``
+    s3_public_base_url: str = ""
     #: residential proxy for brand image hosts (http://user:pass@host:port), none = direct
     download_proxy_url: SecretStr | None = None
+    download_user_agent: str = "Mozilla/5.0 (compatible; UNDE-photo-downloader/1.0)"
 
+    #: seconds per photo request (connect + read)
     download_timeout: float = Field(default=30, gt=0)
+    #: retries per photo after the first attempt (timeouts, 429, 5xx, truncated bodies)
     max_retries: int = Field(default=3, ge=0)
+    download_backoff_base_s: float = Field(default=1.0, ge=0)
+    download_backoff_max_s: float = Field(default=20.0, ge=0)
+    #: a 429/503 asking to wait longer than this fails the photo at once
+    download_max_retry_after_s: float = Field(default=60.0, ge=0)
+    #: products per run (download_pending / download_retry)
     batch_size: int = Field(default=200, ge=1)
+    #: products claimed (row-locked) and finished per transaction; a killed worker loses at most these
+    claim_chunk_size: int = Field(default=20, ge=1)
     concurrent_downloads: int = Field(default=10, ge=1)
     max_photos_per_product: int = Field(default=5, ge=1)
-    #: scratch space for downloads, emptied by cleanup_temp_files
+    #: download_retry gives up on a product after this many failed runs
+    max_download_attempts: int = Field(default=5, ge=1)
+    #: a photo must decode and be at least / at most this many pixels on each side
+    photo_min_side_px: int = Field(default=100, ge=1)
+    photo_max_side_px: int = Field(default=12000, ge=1)
+    photo_max_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    #: JPEG settings when a brand serves another format (JPEGs are stored byte for byte)
+    jpeg_quality: int = Field(default=95, ge=1, le=100)
+    #: scratch space, emptied by cleanup_temp_files (photos are handled in memory)
     data_dir: Path = Path("/opt/unde/photo_downloader/data")

@@ -15,7 +15,7 @@ from celery import Celery
 
 from unde_common.metrics import AppMetrics
 from unde_common.worker import create_celery_app, lazy_celery_app
-from ximilar_sync import __version__
+from ximilar_sync import __version__, runtime
 from ximilar_sync.schedule import QUEUES, ROUTES, SCHEDULE
 from ximilar_sync.settings import XimilarSyncSettings
 
@@ -23,7 +23,8 @@ from ximilar_sync.settings import XimilarSyncSettings
 def make_celery(settings: XimilarSyncSettings | None = None) -> Celery:
     """The configured Celery app (settings loaded from the environment when not given)."""
     settings = settings or XimilarSyncSettings.load()
-    return create_celery_app(
+    metrics = AppMetrics(settings.app_name, version=__version__)
+    app = create_celery_app(
         settings.app_name,
         settings,
         broker_url=settings.redis_url,
@@ -31,8 +32,10 @@ def make_celery(settings: XimilarSyncSettings | None = None) -> Celery:
         routes=ROUTES,
         schedule=SCHEDULE,
         include=["ximilar_sync.tasks"],
-        metrics=AppMetrics(settings.app_name, version=__version__),
+        metrics=metrics,
     )
+    runtime.bind(app, runtime.Runtime(settings, metrics))
+    return app
 
 
 __getattr__ = lazy_celery_app(__name__, make_celery)

@@ -33,4 +33,15 @@ class XimilarSyncSettings(CeleryWorkerSettings, DbPoolSettings, HttpClientSettin
     ximilar_api_token: SecretStr
     ximilar_collection_id: str
     ximilar_base_url: HttpUrl = HttpUrl("https://api.ximilar.com")
-    batch_size: int = Field(default=100, ge=1)
+    #: Ximilar similarity collection API: insert records (one record per image, ``_id`` + ``_url``)
+    ximilar_insert_path: str = "/similarity/photos/v2/insert"
+    #: products per run (ximilar_sync / ximilar_retry)
+    batch_size: int = Field(default=1000, ge=1)
+    #: products claimed (row-locked) and finished per transaction
+    claim_chunk_size: int = Field(default=25, ge=1)
+    #: products sent to Ximilar in parallel (one insert request per product)
+    ximilar_concurrency: int = Field(default=4, ge=1, le=64)
+    #: ximilar_retry gives up on a product after this many failed runs
+    max_ximilar_attempts: int = Field(default=5, ge=1)
+    #: stores where the product had stock within this window go into the "store" metadata
+    store_window_hours: int = Field(default=24, ge=1)

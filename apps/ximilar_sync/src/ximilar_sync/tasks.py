@@ -1,20 +1,22 @@
-"""Celery tasks of ximilar_sync.
-
-Names are ``ximilar_sync.<task>``; the bodies come with issue 6 (catalog pipeline apps).
-"""
+"""Celery tasks of ximilar_sync (spec 01 §18): ``ximilar_sync`` Sunday 10:00, ``ximilar_retry``
+daily 12:00."""
 
 from __future__ import annotations
 
-from celery import shared_task
+from typing import Any
+
+from celery import Task, shared_task
+
+from ximilar_sync import runtime, sync
 
 
-@shared_task(name="ximilar_sync.ximilar_sync")
-def ximilar_sync() -> None:
+@shared_task(name="ximilar_sync.ximilar_sync", bind=True)
+def ximilar_sync(self: Task[Any, Any]) -> dict[str, Any]:
     """Pending SKUs → Ximilar Collection."""
-    raise NotImplementedError("ximilar_sync: implemented in issue 6 (catalog pipeline apps)")
+    return sync.run(runtime.for_app(self.app)).as_dict()
 
 
-@shared_task(name="ximilar_sync.ximilar_retry")
-def ximilar_retry() -> None:
-    """Retry SKUs whose sync failed."""
-    raise NotImplementedError("ximilar_retry: implemented in issue 6 (catalog pipeline apps)")
+@shared_task(name="ximilar_sync.ximilar_retry", bind=True)
+def ximilar_retry(self: Task[Any, Any]) -> dict[str, Any]:
+    """Retry SKUs whose sync failed (fewer than max_ximilar_attempts failures)."""
+    return sync.run(runtime.for_app(self.app), retry=True).as_dict()

@@ -1,0 +1,323 @@
+"""Photo download, validation and upload (spec 02 §3).
+
+A run claims pending products in chunks (``FOR UPDATE SKIP LOCKED`` inside one transaction per
+chunk, so two workers never take the same product and a killed worker's chunk simply stays
+``pending``), downloads up to ``max_photos_per_product`` photos per product with
+``concurrent_downloads`` parallel requests, checks that every file is a decodable image of sane size,
+uploads it to ``originals/{brand}/{external_id}/{n}.jpg`` (n = 1…5) and finishes the product in the
+same transaction: ``uploaded`` + ``image_urls``, or ``error`` + ``error_message`` naming the photo
+and the cause. Re-running is safe: keys are deterministic and uploads overwrite.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import random
+import shutil
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from PIL import Image, UnidentifiedImageError
+from psycopg.types.json import Jsonb
+
+from photo_downloader.runtime import Runtime
+from unde_common.http import parse_retry_after, redact_url
+from unde_common.s3 import ObjectStorageError
+
+log = logging.getLogger(__name__)
+
+CLAIM_PENDING = """
+SELECT id, brand, external_id, original_image_urls,
+       COALESCE(jsonb_array_length(CASE WHEN jsonb_typeof(image_urls) = 'array' THEN image_urls END), 0)
+           AS previous_count
+FROM raw_products
+WHERE image_status = 'pending'
+ORDER BY id
+LIMIT %s
+FOR UPDATE SKIP LOCKED
+"""
+
+# download errors only: the collage stage keeps image_urls when it fails, the downloader clears them
+CLAIM_RETRY = """
+SELECT id, brand, external_id, original_image_urls,
+       0 AS previous_count
+FROM raw_products
+WHERE image_status = 'error' AND image_urls IS NULL AND download_attempts < %s
+ORDER BY id
+LIMIT %s
+FOR UPDATE SKIP LOCKED
+"""
+
+MARK_UPLOADED = """
+UPDATE raw_products
+SET image_status = 'uploaded', image_urls = %s, error_message = NULL, download_attempts = 0
+WHERE id = %s
+"""
+
+MARK_ERROR = """
+UPDATE raw_products
+SET image_status = 'error', image_urls = NULL, error_message = %s,
+    download_attempts = LEAST(download_attempts + 1, 32767)
+WHERE id = %s
+"""
+
+PENDING_COUNT = "SELECT count(*) AS n FROM raw_products WHERE image_status = 'pending'"
+
+
+class PhotoError(Exception):
+    """A photo could not be stored; ``retryable`` when another attempt may succeed."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPhoto:
+    n: int
+    key: str
+    size_bytes: int
+    width: int
+    height: int
+
+
+@dataclass
+class ProductOutcome:
+    product_id: int
+    brand: str
+    external_id: str
+    photos: list[StoredPhoto] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and bool(self.photos)
+
+
+@dataclass
+class RunSummary:
+    task: str
+    products: int = 0
+    uploaded: int = 0
+    errors: int = 0
+    photos: int = 0
+    bytes: int = 0
+    pending_left: int = 0
+    seconds: float = 0.0
+    mbps: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+def original_key(brand: str, external_id: str, n: int) -> str:
+    return f"originals/{brand}/{external_id}/{n}.jpg"
+
+
+def validate_image(data: bytes, content_type: str, rt: Runtime) -> tuple[bytes, int, int]:
+    """JPEG bytes (converted when the source is another format) and the size, or PhotoError."""
+    s = rt.settings
+    ctype = content_type.split(";", 1)[0].strip().lower()
+    if not ctype.startswith("image/"):
+        raise PhotoError(f"wrong content type {ctype or 'none'!r} (expected image/*)")
+    if not data:
+        raise PhotoError("empty body")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            fmt = img.format
+            img.load()  # decodes fully: truncated or corrupt files fail here
+            width, height = img.size
+            if min(width, height) < s.photo_min_side_px:
+                raise PhotoError(
+                    f"image too small ({width}x{height}, minimum {s.photo_min_side_px}px a side)"
+                )
+            if max(width, height) > s.photo_max_side_px:
+                raise PhotoError(
+                    f"image too large ({width}x{height}, maximum {s.photo_max_side_px}px a side)"
+                )
+            if fmt == "JPEG":
+                return data, width, height
+            rgb = img.convert("RGB")
+    except PhotoError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise PhotoError(f"not a decodable image ({exc.__class__.__name__}: {exc})") from None
+    out = io.BytesIO()
+    rgb.save(out, "JPEG", quality=s.jpeg_quality, subsampling=0)
+    return out.getvalue(), width, height
+
+
+def fetch(client: httpx.Client, url: str, rt: Runtime) -> tuple[bytes, str]:
+    """GET ``url`` with retries (timeouts, 429 + Retry-After, 5xx, truncated bodies)."""
+    s = rt.settings
+    attempts = s.max_retries + 1
+    last = "no attempt"
+    for attempt in range(1, attempts + 1):
+        delay = min(s.download_backoff_max_s, s.download_backoff_base_s * 2 ** (attempt - 1))
+        delay = delay / 2 + random.uniform(0, delay / 2)
+        try:
+            with client.stream("GET", url) as response:
+                status = response.status_code
+                if status == 200:
+                    chunks: list[bytes] = []
+                    total = 0
+                    for chunk in response.iter_bytes():
+                        total += len(chunk)
+                        if total > s.photo_max_bytes:
+                            raise PhotoError(f"body larger than {s.photo_max_bytes} bytes")
+                        chunks.append(chunk)
+                    return b"".join(chunks), response.headers.get("content-type", "")
+                last = f"HTTP {status}"
+                if status in (429, 503):
+                    wait = parse_retry_after(response.headers.get("retry-after"))
+                    if wait is not None:
+                        if wait > s.download_max_retry_after_s:
+                            raise PhotoError(f"HTTP {status}, Retry-After {wait:.0f}s exceeds the limit")
+                        delay = wait
+                elif not 500 <= status <= 599:
+                    raise PhotoError(f"HTTP {status}")
+        except httpx.TransportError as exc:  # timeouts, refused connections, truncated bodies
+            last = f"{exc.__class__.__name__}: {exc}".rstrip(": ")
+        if attempt < attempts:
+            time.sleep(delay)
+    raise PhotoError(f"{last} after {attempts} attempt(s)", retryable=True)
+
+
+def store_photo(
+    client: httpx.Client, rt: Runtime, brand: str, external_id: str, n: int, url: str
+) -> StoredPhoto:
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise PhotoError(f"not an http(s) URL: {str(url)[:100]!r}")
+    data, ctype = fetch(client, url, rt)
+    jpeg, width, height = validate_image(data, ctype, rt)
+    key = original_key(brand, external_id, n)
+    try:
+        rt.store.put_bytes(key, jpeg, content_type="image/jpeg")
+    except ObjectStorageError as exc:
+        raise PhotoError(str(exc), retryable=True) from exc
+    rt.metrics.bytes_downloaded.inc(len(data))
+    return StoredPhoto(n, key, len(data), width, height)
+
+
+def _photo_urls(raw: Any, limit: int) -> list[str]:
+    if not isinstance(raw, list):
+        raise PhotoError(f"original_image_urls is not a list ({type(raw).__name__})")
+    urls = [u for u in raw if u]
+    if not urls:
+        raise PhotoError("no original image URLs")
+    return urls[:limit]
+
+
+def process_chunk(
+    rows: Sequence[dict[str, Any]], rt: Runtime, pool: ThreadPoolExecutor
+) -> list[ProductOutcome]:
+    """Download every photo of ``rows`` concurrently; one outcome per product."""
+    s = rt.settings
+    outcomes: list[ProductOutcome] = []
+    futures = []
+    for row in rows:
+        outcome = ProductOutcome(row["id"], row["brand"], row["external_id"])
+        outcomes.append(outcome)
+        try:
+            urls = _photo_urls(row["original_image_urls"], s.max_photos_per_product)
+        except PhotoError as exc:
+            outcome.errors.append(str(exc))
+            continue
+        for n, url in enumerate(urls, start=1):
+            fut = pool.submit(store_photo, rt.http, rt, row["brand"], row["external_id"], n, url)
+            futures.append((outcome, n, url, fut))
+    for outcome, n, url, fut in futures:
+        try:
+            outcome.photos.append(fut.result())
+        except PhotoError as exc:
+            outcome.errors.append(f"photo {n} ({redact_url(url)[:200]}): {exc}")
+        except Exception as exc:  # a bug must not leave the product claimed forever
+            log.exception("unexpected photo failure", extra={"product_id": outcome.product_id})
+            outcome.errors.append(f"photo {n}: unexpected {exc.__class__.__name__}: {exc}")
+    for outcome in outcomes:
+        outcome.photos.sort(key=lambda p: p.n)
+    return outcomes
+
+
+def _delete_stale(rt: Runtime, brand: str, external_id: str, keep: int, previous: int) -> None:
+    for n in range(keep + 1, previous + 1):
+        try:
+            rt.store.delete(original_key(brand, external_id, n))
+        except ObjectStorageError:
+            log.warning(
+                "could not delete a stale original", extra={"key": original_key(brand, external_id, n)}
+            )
+
+
+def run(rt: Runtime, *, retry: bool = False) -> RunSummary:
+    """One download_pending (or download_retry) run; returns what it did."""
+    s = rt.settings
+    summary = RunSummary("download_retry" if retry else "download_pending")
+    started = time.monotonic()
+    with rt.connect() as conn, ThreadPoolExecutor(s.concurrent_downloads, "photo") as pool:
+        while summary.products < s.batch_size:
+            limit = min(s.claim_chunk_size, s.batch_size - summary.products)
+            with conn.transaction():
+                if retry:
+                    rows = conn.execute(CLAIM_RETRY, (s.max_download_attempts, limit)).fetchall()
+                else:
+                    rows = conn.execute(CLAIM_PENDING, (limit,)).fetchall()
+                if not rows:
+                    break
+                outcomes = process_chunk(rows, rt, pool)
+                previous = {row["id"]: row["previous_count"] for row in rows}
+                for o in outcomes:
+                    if o.ok:
+                        urls = [rt.public_url(p.key) for p in o.photos]
+                        conn.execute(MARK_UPLOADED, (Jsonb(urls), o.product_id))
+                        _delete_stale(rt, o.brand, o.external_id, len(o.photos), previous[o.product_id])
+                        summary.uploaded += 1
+                        summary.photos += len(o.photos)
+                        summary.bytes += sum(p.size_bytes for p in o.photos)
+                        rt.metrics.products.labels(o.brand, "uploaded").inc()
+                        rt.metrics.photos.labels(o.brand, "uploaded").inc(len(o.photos))
+                    else:
+                        message = "; ".join(o.errors)[:2000]
+                        conn.execute(MARK_ERROR, (message, o.product_id))
+                        summary.errors += 1
+                        rt.metrics.products.labels(o.brand, "error").inc()
+                        rt.metrics.photos.labels(o.brand, "error").inc(max(1, len(o.errors)))
+                        log.warning(
+                            "product photos failed",
+                            extra={
+                                "product_id": o.product_id,
+                                "external_id": o.external_id,
+                                "error": message,
+                            },
+                        )
+            summary.products += len(rows)
+        summary.pending_left = int(conn.execute(PENDING_COUNT).fetchone()["n"])  # type: ignore[index]
+    summary.seconds = time.monotonic() - started
+    summary.mbps = summary.bytes * 8 / 1e6 / summary.seconds if summary.seconds > 0 else 0.0
+    rt.metrics.pending.set(summary.pending_left)
+    if summary.products:
+        rt.metrics.error_ratio.set(summary.errors / summary.products)
+        if summary.bytes:
+            rt.metrics.speed_mbps.set(summary.mbps)
+    log.info("photo download run finished", extra=summary.as_dict())
+    return summary
+
+
+def cleanup_temp_files(rt: Runtime) -> int:
+    """Empty ``data_dir`` (keeps the directory); returns the number of entries removed."""
+    root = rt.settings.data_dir
+    if not root.is_dir():
+        return 0
+    removed = 0
+    for entry in root.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed += 1
+    return removed
