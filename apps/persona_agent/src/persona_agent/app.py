@@ -1,31 +1,162 @@
-"""HTTP service of persona_agent.
+"""HTTP service of persona_agent (spec 02 §16).
 
-Persona agent (rule engine, no LLM): /persona, /persona/feedback, /persona/flush, p95 < 15 ms.
+- ``POST /persona`` → ``{persona_directive, voice_params, avatar_state, render_hints, debug}``
+- ``POST /persona/feedback`` → ``{buffered: true, duplicate}``
+- ``POST /persona/flush`` → ``{resolved, discarded, applied, stale_flushed, ...}``
+- ``GET /persona/profile?user_id=`` → ``{persona_profile, relationship_stage, temp_blocks}``
+- ``/health`` (shard + Redis), ``/health/live``, ``/metrics``.
 
-This issue lays the ground: ``/health`` (with the dependency checks below), ``/health/live`` and
-``/metrics``. The service endpoints come with issue 8 (dialogue agents).
+Every request may carry the caller's persona_contract version (``contract_version`` in the body
+or the ``X-Persona-Contract`` header); another major version is answered 409. Bad bodies are 422
+naming the field; an unknown user gets the defaults.
 """
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+from uuid import UUID
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI, Header, Query, Request
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 
 from persona_agent import __version__
+from persona_agent.canonicalizer import ProfileError
+from persona_agent.concurrency import LockTimeoutError
+from persona_agent.db import PersonaStore
+from persona_agent.models import FeedbackRequest, FlushRequest, PersonaRequest
+from persona_agent.service import PersonaService, ServiceConfig
 from persona_agent.settings import PersonaAgentSettings
+from persona_contract import CONTRACT_VERSION, ContractVersionError, assert_compatible
 from unde_common.db import AsyncPools, PoolConfig
 from unde_common.health import Check, create_app, redis_check
 
+ContractHeader = Annotated[str | None, Header(alias="X-Persona-Contract")]
+
+
+def _unavailable(what: str, exc: Exception) -> JSONResponse:
+    return JSONResponse(
+        {"error": f"{what}_unavailable", "detail": f"{what} unavailable: {exc.__class__.__name__}; retry"},
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
+
 
 def create(settings: PersonaAgentSettings | None = None) -> FastAPI:
-    """The FastAPI app (uvicorn factory ``persona_agent.app:create``) with /health and /metrics."""
+    """The FastAPI app (uvicorn factory ``persona_agent.app:create``)."""
     settings = settings or PersonaAgentSettings.load()
+    assert_compatible(settings.persona_contract_version)
     pools = AsyncPools(
         settings.app_name, {"shard_0_db": settings.shard_0_db_url}, PoolConfig.from_settings(settings)
+    )
+    redis = aioredis.Redis.from_url(
+        settings.redis_url.get_secret_value(), socket_connect_timeout=1.0, socket_timeout=2.0
     )
     checks: dict[str, Check] = {
         **pools.checks(settings.health_check_timeout_s),
         "redis": redis_check(settings.redis_url, timeout_s=settings.health_check_timeout_s),
     }
-    app = create_app(settings.app_name, settings, checks, version=__version__, lifespan=pools.lifespan)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with pools.lifespan(app):
+            try:
+                yield
+            finally:
+                await redis.aclose()
+
+    app = create_app(settings.app_name, settings, checks, version=__version__, lifespan=lifespan)
     app.state.db = pools
+    service = PersonaService(
+        PersonaStore(pools["shard_0_db"]),
+        redis,
+        ServiceConfig(
+            cache_size=settings.profile_cache_size,
+            db_timeout_s=settings.persona_db_timeout_s,
+            db_retry_after_s=settings.persona_db_retry_after_s,
+            stale_after_s=settings.persona_stale_after_s,
+        ),
+        app.state.metrics,
+    )
+    app.state.service = service
+
+    @app.exception_handler(ContractVersionError)
+    async def _contract(_: Request, exc: ContractVersionError) -> JSONResponse:
+        return JSONResponse(
+            {
+                "error": "contract_incompatible",
+                "detail": str(exc),
+                "client_version": exc.client_version,
+                "server_version": exc.server_version,
+            },
+            status_code=409,
+        )
+
+    @app.exception_handler(ProfileError)
+    async def _profile(_: Request, exc: ProfileError) -> JSONResponse:
+        loc = ["body", *exc.path.split(".")]
+        return JSONResponse(
+            {"detail": [{"loc": loc, "msg": str(exc), "type": "value_error"}]}, status_code=422
+        )
+
+    @app.exception_handler(RedisError)
+    async def _redis(_: Request, exc: RedisError) -> JSONResponse:
+        return _unavailable("redis", exc)
+
+    @app.exception_handler(LockTimeoutError)
+    async def _locked(_: Request, exc: LockTimeoutError) -> JSONResponse:
+        return _unavailable("user_lock", exc)
+
+    def check_contract(body_version: str | None, header: str | None) -> None:
+        assert_compatible(body_version if body_version is not None else header)
+
+    @app.post("/persona", tags=["persona"])
+    async def persona(req: PersonaRequest, x_persona_contract: ContractHeader = None) -> dict[str, Any]:
+        check_contract(req.contract_version, x_persona_contract)
+        return await service.persona(req)
+
+    @app.post("/persona/feedback", tags=["persona"])
+    async def feedback(req: FeedbackRequest, x_persona_contract: ContractHeader = None) -> Any:
+        check_contract(req.contract_version, x_persona_contract)
+        try:
+            return await service.feedback(req)
+        except ValueError as exc:
+            return JSONResponse(
+                {
+                    "detail": [
+                        {"loc": ["body", "signal_data", "strength"], "msg": str(exc), "type": "value_error"}
+                    ]
+                },
+                status_code=422,
+            )
+
+    @app.post("/persona/flush", tags=["persona"])
+    async def flush(req: FlushRequest, x_persona_contract: ContractHeader = None) -> Any:
+        check_contract(req.contract_version, x_persona_contract)
+        try:
+            return await service.flush(req)
+        except (RedisError, LockTimeoutError):
+            raise
+        except Exception as exc:
+            if "psycopg" in type(exc).__module__ or type(exc).__name__ == "PoolTimeout":
+                return _unavailable("shard", exc)
+            raise
+
+    @app.get("/persona/profile", tags=["persona"])
+    async def profile(user_id: Annotated[UUID, Query()], x_persona_contract: ContractHeader = None) -> Any:
+        check_contract(None, x_persona_contract)
+        try:
+            return await service.profile(user_id)
+        except Exception as exc:
+            if "psycopg" in type(exc).__module__:
+                return _unavailable("shard", exc)
+            raise
+
+    @app.get("/persona/contract", tags=["persona"])
+    async def contract() -> dict[str, str]:
+        return {"contract_version": CONTRACT_VERSION}
+
     return app

@@ -28,3 +28,9 @@ class PersonaAgentSettings(HttpServiceSettings, DbPoolSettings):
     persona_contract_version: str = Field(default="0.7.0", pattern=r"^\d+\.\d+\.\d+$")
     #: in-process LRU of persona profiles
     profile_cache_size: int = Field(default=100, ge=1)
+    #: seconds /persona waits for the shard before answering from the cache or the defaults
+    persona_db_timeout_s: float = Field(default=0.5, gt=0)
+    #: after a shard failure, /persona skips the shard for this long
+    persona_db_retry_after_s: float = Field(default=2.0, ge=0)
+    #: buffered signals of other exchanges older than this are flushed with the next flush
+    persona_stale_after_s: float = Field(default=600.0, gt=0)
