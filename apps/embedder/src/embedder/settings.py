@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from unde_common.settings import HttpClientSettings, HttpServiceSettings
+from unde_common.settings import CommaList, HttpClientSettings, HttpServiceSettings
 
 
 class EmbedderSettings(HttpServiceSettings, HttpClientSettings):
@@ -28,3 +28,9 @@ class EmbedderSettings(HttpServiceSettings, HttpClientSettings):
     #: onnxruntime intra-op threads (0 = onnxruntime's default)
     onnx_threads: int = Field(default=0, ge=0)
     max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    #: written to sku_image_embeddings.model_version and returned with every vector
+    model_version: str = "fashionclip-2.0-onnx"
+    #: onnxruntime execution providers in order of preference (CUDAExecutionProvider on a GPU host)
+    onnx_providers: CommaList = Field(default_factory=lambda: ["CPUExecutionProvider"])
+    #: seconds to download one image (connect + read)
+    image_fetch_timeout_s: float = Field(default=10.0, gt=0)

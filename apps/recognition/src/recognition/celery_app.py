@@ -11,18 +11,42 @@ from :mod:`recognition.schedule`.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from celery import Celery
 
 from recognition import __version__
+from recognition.pipeline import PipelineMetrics
 from recognition.schedule import QUEUES, ROUTES, SCHEDULE
 from recognition.settings import RecognitionSettings
 from unde_common.metrics import AppMetrics
 from unde_common.worker import create_celery_app, lazy_celery_app
 
+_PIPELINE_METRICS: list[PipelineMetrics] = []
+
+
+def pipeline_metrics() -> PipelineMetrics:
+    """The pipeline metrics of the app built by :func:`make_celery` (created before the fork, so the
+    worker exports them from the start)."""
+    if not _PIPELINE_METRICS:
+        _PIPELINE_METRICS.append(PipelineMetrics(AppMetrics("recognition", version=__version__)))
+    return _PIPELINE_METRICS[-1]
+
 
 def make_celery(settings: RecognitionSettings | None = None) -> Celery:
-    """The configured Celery app (settings loaded from the environment when not given)."""
+    """The configured Celery app (settings loaded from the environment when not given).
+
+    The prefork children's metrics reach the worker's /metrics through prometheus_client's
+    multiprocess mode: the unit sets ``PROMETHEUS_MULTIPROC_DIR=/tmp/unde-metrics`` (a private /tmp,
+    empty at every start); the directory is created here, before any metric exists.
+    """
     settings = settings or RecognitionSettings.load()
+    mp_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if mp_dir:
+        Path(mp_dir).mkdir(parents=True, exist_ok=True)
+    metrics = AppMetrics(settings.app_name, version=__version__)
+    _PIPELINE_METRICS.append(PipelineMetrics(metrics))
     return create_celery_app(
         settings.app_name,
         settings,
@@ -34,7 +58,7 @@ def make_celery(settings: RecognitionSettings | None = None) -> Celery:
         routes=ROUTES,
         schedule=SCHEDULE,
         include=["recognition.tasks"],
-        metrics=AppMetrics(settings.app_name, version=__version__),
+        metrics=metrics,
     )
 
 

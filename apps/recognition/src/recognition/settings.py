@@ -46,6 +46,20 @@ class RecognitionSettings(CeleryWorkerSettings, DbPoolSettings, HttpClientSettin
     availability_window: Duration = timedelta(hours=24)
     min_candidates: int = Field(default=3, ge=0)
 
+    #: candidates asked from ximilar-gw per item, and on the re-query (booster forced)
+    retrieve_top_k: int = Field(default=20, ge=1, le=100)
+    requery_top_k: int = Field(default=50, ge=1, le=100)
+    #: candidates sent to the visual rerank (spec: TOP-10)
+    rerank_top_k: int = Field(default=10, ge=1, le=50)
+    similar_max: int = Field(default=5, ge=1, le=20)
+    style_max: int = Field(default=5, ge=1, le=20)
+    #: read timeouts of the internal services (each call is also cut to the task's time left)
+    ximilar_gw_timeout_s: float = Field(default=10.0, gt=0)
+    llm_reranker_timeout_s: float = Field(default=12.0, gt=0)
+    #: progressive loading: the detection is published on ``recognition:progress:<request_id>``
+    #: and kept at ``recognition:detection:<request_id>`` this long
+    progress_ttl_s: int = Field(default=600, ge=10)
+
     celery_concurrency: int = Field(default=2, ge=1, le=64)
     task_time_limit_s: int = Field(default=30, ge=1)
     task_soft_time_limit_s: int = Field(default=25, ge=1)

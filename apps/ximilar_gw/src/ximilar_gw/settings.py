@@ -11,7 +11,13 @@ from typing import Literal
 
 from pydantic import Field, HttpUrl, SecretStr
 
-from unde_common.settings import DbPoolSettings, HttpClientSettings, HttpServiceSettings, PostgresDsn
+from unde_common.settings import (
+    DbPoolSettings,
+    HttpClientSettings,
+    HttpServiceSettings,
+    PostgresDsn,
+    RedisDsn,
+)
 
 
 class XimilarGwSettings(HttpServiceSettings, DbPoolSettings, HttpClientSettings):
@@ -35,3 +41,24 @@ class XimilarGwSettings(HttpServiceSettings, DbPoolSettings, HttpClientSettings)
     search_backend: Literal["ximilar", "pgvector", "conditional", "dual"] = "conditional"
     confidence_threshold: float = Field(default=0.80, ge=0, le=1)
     margin: float = Field(default=0.10, ge=0, le=1)
+
+    #: the shared Ximilar rate limiter's bucket (batch Redis on `push`, the recognition DB 6,
+    #: keys ``ratelimit:*``): every uvicorn worker takes its tokens from it
+    redis_url: RedisDsn = SecretStr("redis://localhost:6379/6")
+    ximilar_rate_limit_per_s: float = Field(default=10.0, gt=0)
+    ximilar_rate_limit_burst: int = Field(default=20, ge=1)
+    #: longest wait for a token before answering 429
+    ximilar_rate_limit_wait_s: float = Field(default=2.0, ge=0)
+    #: Ximilar read timeout: the orchestrator's task has 30 s for everything
+    ximilar_read_timeout_s: float = Field(default=8.0, gt=0)
+    ximilar_max_attempts: int = Field(default=2, ge=1, le=5)
+    embedder_timeout_s: float = Field(default=5.0, gt=0)
+
+    #: kNN candidates per query (photos; one SKU may own several): nearest photos fetched before
+    #: de-duplicating by SKU = top_k * knn_photos_per_sku
+    knn_photos_per_sku: int = Field(default=3, ge=1, le=10)
+    #: hnsw.ef_search for the kNN (pgvector default 40; must be >= the LIMIT for full results)
+    hnsw_ef_search: int = Field(default=200, ge=10, le=1000)
+    detect_min_confidence: float = Field(default=0.30, ge=0, le=1)
+    max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    image_fetch_timeout_s: float = Field(default=8.0, gt=0)

@@ -1,0 +1,269 @@
+"""A recognition test bed (tests, the lab scenario, the benchmark; never imported by app code):
+migrated databases, a small catalog with real embeddings, and a street photo whose three items land
+in the three score bands.
+
+Catalog (brand/sku): ``zara/EXACT-1`` (red jacket: the first item on the photo is this very
+picture → exact), ``mango/SIM-A|B|C`` (purple-ish jackets near the second item → similar),
+fillers in other colours without stripes, and nothing close to the third item (a near-black top)
+→ style fallback. Every SKU is in stock except ``zara/GONE-1``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import re
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import psycopg
+from PIL import Image
+from psycopg.types.json import Jsonb
+
+from recognition.simulators import ImageHost, XimilarSimulator, solid_image
+
+__all__ = [
+    "PHOTO_ITEMS",
+    "CatalogItem",
+    "catalog",
+    "migrate_database",
+    "seed",
+    "serve_asgi",
+    "street_photo",
+]
+
+REPO = Path(__file__).resolve().parents[4]
+
+
+@dataclass(frozen=True)
+class CatalogItem:
+    sku: str
+    brand: str
+    name: str
+    category: str
+    colour: str
+    image: Image.Image = field(compare=False)
+    in_stock: bool = True
+
+
+def catalog() -> list[CatalogItem]:
+    size = (200, 300)
+    items = [
+        CatalogItem(
+            "EXACT-1",
+            "zara",
+            "Red striped jacket",
+            "Jackets",
+            "red",
+            solid_image(size, (200, 30, 40), stripes=4),
+        ),
+        CatalogItem(
+            "SIM-A", "mango", "Plum jacket", "Jackets", "purple", solid_image(size, (150, 70, 110), stripes=3)
+        ),
+        CatalogItem(
+            "SIM-B",
+            "mango",
+            "Violet jacket",
+            "Jackets",
+            "purple",
+            solid_image(size, (130, 40, 170), stripes=4),
+        ),
+        CatalogItem(
+            "SIM-C", "mango", "Rose jacket", "Jackets", "pink", solid_image(size, (190, 80, 120), stripes=5)
+        ),
+        CatalogItem(
+            "GONE-1",
+            "zara",
+            "Sold-out plum jacket",
+            "Jackets",
+            "purple",
+            solid_image(size, (160, 60, 130), stripes=3),
+            in_stock=False,
+        ),
+    ]
+    fillers = [
+        ("blue", (30, 60, 190), "Jeans"),
+        ("green", (40, 150, 60), "Jackets"),
+        ("yellow", (230, 210, 40), "Tops"),
+        ("white", (240, 240, 240), "Tops"),
+        ("khaki", (189, 183, 107), "Jackets"),
+        ("grey", (150, 150, 150), "Tops"),
+    ]
+    for i, (colour, rgb, category) in enumerate(fillers):
+        items.append(
+            CatalogItem(
+                f"FILL-{i}",
+                "bershka",
+                f"{colour.title()} {category[:-1].lower()}",
+                category,
+                colour,
+                solid_image(size, rgb),
+            )
+        )
+    items.append(
+        CatalogItem("TOP-BLACK", "bershka", "Black top", "Tops", "black", solid_image(size, (235, 235, 235)))
+    )
+    return items
+
+
+#: (name Ximilar detects, (x1, y1, x2, y2), prob) of the street photo
+PHOTO_ITEMS: list[tuple[str, tuple[int, int, int, int], float]] = [
+    ("Jackets", (40, 50, 240, 350), 0.95),
+    ("Jackets", (300, 50, 500, 350), 0.91),
+    ("Tops", (560, 50, 760, 350), 0.88),
+]
+
+
+def street_photo() -> Image.Image:
+    """800x400 grey background with the three items of PHOTO_ITEMS."""
+    photo = Image.new("RGB", (800, 400), (128, 128, 128))
+    items = {c.sku: c for c in catalog()}
+    photo.paste(items["EXACT-1"].image, (40, 50))
+    photo.paste(solid_image((200, 300), (170, 50, 140), stripes=3), (300, 50))
+    photo.paste(solid_image((200, 300), (12, 12, 12)), (560, 50))
+    return photo
+
+
+def _runner() -> ModuleType:
+    path = REPO / "roles" / "postgresql" / "library" / "unde_sql_migrate.py"
+    spec = importlib.util.spec_from_file_location("unde_sql_migrate", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("unde_sql_migrate", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+_MIGRATED: dict[tuple[str, str], str] = {}
+
+
+def migrate_database(superuser_dsn: str, name: str, schema: str) -> str:
+    """Create database ``name`` on the test server and apply files/sql/<schema> with the project's
+    migration runner (as tests/sql does); once per process. Returns its DSN."""
+    key = (superuser_dsn, name)
+    if key in _MIGRATED:
+        return _MIGRATED[key]
+    from pgserver._commands import POSTGRES_BIN_PATH
+
+    with psycopg.connect(superuser_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    host = re.search(r"host=([^&]+)", superuser_dsn)
+    assert host is not None
+    runner = _runner()
+    run = runner.subprocess_runner(
+        runner.Connection(database=name, host=host.group(1), user="postgres"),
+        psql=str(POSTGRES_BIN_PATH / "psql"),
+        timeout=120,
+    )
+    runner.migrate(run, REPO / "files" / "sql" / schema)
+    dsn = superuser_dsn.replace("/postgres?", f"/{name}?", 1)
+    _MIGRATED[key] = dsn
+    return dsn
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def seed(
+    main_dsn: str,
+    staging_dsn: str,
+    *,
+    image_base: str,
+    host: ImageHost | None = None,
+    ximilar: XimilarSimulator | None = None,
+    embed: Any = None,
+) -> list[CatalogItem]:
+    """Load the catalog: images (ImageHost ``catalog/<sku>.png``), ``products``, embeddings (with
+    ``embed(list[Image]) -> array`` when given), Ximilar records and availability."""
+    items = catalog()
+    vectors = embed([c.image for c in items]) if embed is not None else None
+    with psycopg.connect(main_dsn) as conn:
+        conn.execute("TRUNCATE products, unde_ai.sku_image_embeddings, recognition_requests")
+        for i, c in enumerate(items):
+            url = f"{image_base}/img/catalog/{c.sku}.png"
+            if host is not None:
+                host.put(f"catalog/{c.sku}.png", c.image)
+            conn.execute(
+                "INSERT INTO products (sku, brand, name, price, category, colour, image_url, image_urls,"
+                " in_stock) VALUES (%s, %s, %s, 49.90, %s, %s, %s, %s, %s)",
+                (c.sku, c.brand, c.name, c.category, c.colour, url, Jsonb([url]), c.in_stock),
+            )
+            if vectors is not None:
+                literal = "[" + ",".join(f"{float(v):.7g}" for v in vectors[i]) + "]"
+                conn.execute(
+                    "INSERT INTO unde_ai.sku_image_embeddings (sku, brand, image_url, image_index, embedding,"
+                    " model_version) VALUES (%s, %s, %s, 0, %s::vector, 'test-onnx')",
+                    (c.sku, c.brand, url, literal),
+                )
+            if ximilar is not None:
+                ximilar.add_record(c.image, sku_id=c.sku, brand=c.brand, name=c.name, image_urls=[url])
+    with psycopg.connect(staging_dsn) as conn:
+        conn.execute("TRUNCATE raw_availability, raw_stores")
+        conn.execute(
+            "INSERT INTO raw_stores (brand, store_id, name, mall_name) VALUES"
+            " ('zara', 1, 'Zara Dostyk Plaza', 'Dostyk Plaza'), ('mango', 2, 'Mango Mega', 'Mega'),"
+            " ('bershka', 3, 'Bershka Mega', 'Mega')"
+        )
+        store = {"zara": 1, "mango": 2, "bershka": 3}
+        for c in items:
+            if c.in_stock:
+                conn.execute(
+                    "INSERT INTO raw_availability (brand, store_id, product_id, sizes_in_stock, fetched_at)"
+                    " VALUES (%s, %s, %s, %s, now() - interval '1 hour')",
+                    (c.brand, store[c.brand], c.sku, Jsonb(["S", "M"])),
+                )
+            else:  # stale: polled two days ago, outside the 24 h window
+                conn.execute(
+                    "INSERT INTO raw_availability (brand, store_id, product_id, sizes_in_stock, fetched_at)"
+                    " VALUES (%s, %s, %s, %s, now() - interval '2 days')",
+                    (c.brand, store[c.brand], c.sku, Jsonb(["M"])),
+                )
+    return items
+
+
+class _Server:
+    def __init__(self, app: Any, host: str, port: int) -> None:
+        import uvicorn
+
+        self.url = f"http://{host}:{port}"
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            lifespan="on",
+            access_log=False,
+            timeout_graceful_shutdown=1,
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name=f"asgi:{port}", daemon=True)
+
+
+@contextlib.contextmanager
+def serve_asgi(app: Any, *, host: str = "127.0.0.1", port: int | None = None) -> Iterator[str]:
+    """Serve an ASGI app (lifespan on) on loopback from a thread; yields its base URL."""
+    from unde_common.testing import free_port
+
+    srv = _Server(app, host, port or free_port(host))
+    srv.thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.server.started:
+        if not srv.thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"server {srv.url} did not start")
+        time.sleep(0.01)
+    try:
+        yield srv.url
+    finally:
+        srv.server.should_exit = True
+        srv.thread.join(timeout=10)
