@@ -43,6 +43,7 @@ CLAIM_RETRY = """
 SELECT id, brand, external_id, image_urls
 FROM raw_products
 WHERE image_status = 'error' AND image_urls IS NOT NULL AND collage_attempts < %s
+  AND NOT (id = ANY(%s))  -- each product at most once per run
 ORDER BY id
 LIMIT %s
 FOR UPDATE SKIP LOCKED
@@ -163,16 +164,18 @@ def run(rt: Runtime, *, retry: bool = False) -> RunSummary:
     s = rt.settings
     summary = RunSummary("retry_failed" if retry else "process_collages")
     started = time.monotonic()
+    seen: list[int] = []  # retry: a product failing again is not taken twice in one run
     with rt.connect() as conn, ThreadPoolExecutor(s.collage_concurrency, "collage") as pool:
         while summary.products < s.batch_size:
             limit = min(s.claim_chunk_size, s.batch_size - summary.products)
             with conn.transaction():
                 if retry:
-                    rows = conn.execute(CLAIM_RETRY, (s.max_collage_attempts, limit)).fetchall()
+                    rows = conn.execute(CLAIM_RETRY, (s.max_collage_attempts, seen, limit)).fetchall()
                 else:
                     rows = conn.execute(CLAIM_NEW, (limit,)).fetchall()
                 if not rows:
                     break
+                seen.extend(row["id"] for row in rows)
                 results = list(pool.map(lambda r: _safe_build(rt, r), rows))
                 for row, (key, error) in zip(rows, results, strict=True):
                     if key is not None:

@@ -48,6 +48,7 @@ SELECT id, brand, external_id, original_image_urls,
        0 AS previous_count
 FROM raw_products
 WHERE image_status = 'error' AND image_urls IS NULL AND download_attempts < %s
+  AND NOT (id = ANY(%s))  -- each product at most once per run
 ORDER BY id
 LIMIT %s
 FOR UPDATE SKIP LOCKED
@@ -259,16 +260,18 @@ def run(rt: Runtime, *, retry: bool = False) -> RunSummary:
     s = rt.settings
     summary = RunSummary("download_retry" if retry else "download_pending")
     started = time.monotonic()
+    seen: list[int] = []  # retry: a product failing again is not taken twice in one run
     with rt.connect() as conn, ThreadPoolExecutor(s.concurrent_downloads, "photo") as pool:
         while summary.products < s.batch_size:
             limit = min(s.claim_chunk_size, s.batch_size - summary.products)
             with conn.transaction():
                 if retry:
-                    rows = conn.execute(CLAIM_RETRY, (s.max_download_attempts, limit)).fetchall()
+                    rows = conn.execute(CLAIM_RETRY, (s.max_download_attempts, seen, limit)).fetchall()
                 else:
                     rows = conn.execute(CLAIM_PENDING, (limit,)).fetchall()
                 if not rows:
                     break
+                seen.extend(row["id"] for row in rows)
                 outcomes = process_chunk(rows, rt, pool)
                 previous = {row["id"]: row["previous_count"] for row in rows}
                 for o in outcomes:

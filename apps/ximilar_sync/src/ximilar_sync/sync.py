@@ -38,6 +38,7 @@ SELECT id, brand, external_id, name, category, price, currency, image_urls, coll
 FROM raw_products
 WHERE image_status IN ('uploaded', 'collage_ready') AND ximilar_status = 'error'
   AND ximilar_attempts < %s
+  AND NOT (id = ANY(%s))  -- each product at most once per run
 ORDER BY id
 LIMIT %s
 FOR UPDATE SKIP LOCKED
@@ -163,16 +164,18 @@ def run(rt: Runtime, *, retry: bool = False) -> RunSummary:
     s = rt.settings
     summary = RunSummary("ximilar_retry" if retry else "ximilar_sync")
     started = time.monotonic()
+    seen: list[int] = []  # retry: a product failing again is not taken twice in one run
     with rt.connect() as conn, ThreadPoolExecutor(s.ximilar_concurrency, "ximilar") as pool:
         while summary.products < s.batch_size:
             limit = min(s.claim_chunk_size, s.batch_size - summary.products)
             with conn.transaction():
                 if retry:
-                    rows = conn.execute(CLAIM_RETRY, (s.max_ximilar_attempts, limit)).fetchall()
+                    rows = conn.execute(CLAIM_RETRY, (s.max_ximilar_attempts, seen, limit)).fetchall()
                 else:
                     rows = conn.execute(CLAIM_PENDING, (limit,)).fetchall()
                 if not rows:
                     break
+                seen.extend(row["id"] for row in rows)
                 stores: dict[str, Any] = {}
                 for brand in {r["brand"] for r in rows}:
                     ids = [r["external_id"] for r in rows if r["brand"] == brand]
