@@ -32,10 +32,12 @@ def redis13(redis_url: str) -> str:
     return redis_url.rsplit("/", 1)[0] + "/13"
 
 
-@pytest.fixture
-def client(write_env: EnvWriter, shard_dsn: str, redis13: str) -> Iterator[TestClient]:
-    write_env({"SHARD_0_DB_URL": shard_dsn, "REDIS_URL": redis13, "PERSONA_STALE_AFTER_S": "0.3"})
-    with TestClient(create(PersonaAgentSettings.load())) as c:
+@pytest.fixture(scope="module")
+def client(shard_dsn: str, redis_url: str) -> Iterator[TestClient]:
+    settings = PersonaAgentSettings.load(
+        shard_0_db_url=shard_dsn, redis_url=redis_url.rsplit("/", 1)[0] + "/13", persona_stale_after_s=0.3
+    )
+    with TestClient(create(settings)) as c:
         yield c
 
 

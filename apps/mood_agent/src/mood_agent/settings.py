@@ -36,3 +36,12 @@ class MoodAgentSettings(HttpServiceSettings, HttpClientSettings):
     mood_spike_threshold: float = Field(default=0.5, ge=0, le=1)
     #: hot-path Redis (local-redis), DB 9: previous mood state
     redis_url: RedisDsn = SecretStr("redis://localhost:6379/9")
+
+    #: total time /analyze waits for the LLMs before the local classifier answers
+    mood_llm_budget_ms: int = Field(default=150, ge=1, le=5000)
+    #: the fallback LLM is asked too when the primary has not answered after this long
+    mood_hedge_after_ms: int = Field(default=60, ge=0, le=5000)
+    #: how long the previous frame is kept (spec 03: mood frames TTL 5 min)
+    mood_frame_ttl_s: int = Field(default=300, ge=1)
+    #: "false" keeps the agent on the local classifier only (no LLM calls)
+    mood_llm_enabled: bool = True

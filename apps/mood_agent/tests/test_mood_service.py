@@ -1,0 +1,247 @@
+"""POST /analyze against DeepSeek and Gemini simulators on loopback (real HTTP, injected faults:
+5xx, 429 + Retry-After, timeouts, malformed bodies) and a real Redis for the previous frame."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from mood_agent.app import create
+from mood_agent.settings import MoodAgentSettings
+from unde_common.testing import EnvWriter, EnvWriterFactory, LoopbackServer, free_port
+
+ANSWER = {
+    "valence": 0.8,
+    "arousal": 0.6,
+    "dominance": 0.55,
+    "frustration": 0.05,
+    "urgency": 0.2,
+    "confidence": 0.9,
+    "fatigue": 0.1,
+    "topic": "shoes",
+    "thread_break": False,
+}
+
+
+class LLMSimulator:
+    """DeepSeek (``/chat/completions``) and Gemini (``/v1beta/models/{model}:generateContent``) with
+    one fault mode per provider: ok | error500 | rate_limited | slow | malformed | garbage_answer."""
+
+    def __init__(self) -> None:
+        self.mode = {"deepseek": "ok", "gemini": "ok"}
+        self.answer: dict[str, dict[str, Any]] = {
+            "deepseek": dict(ANSWER),
+            "gemini": {**ANSWER, "valence": 0.3},
+        }
+        self.requests: list[dict[str, Any]] = []
+        self.app = Starlette(
+            routes=[
+                Route("/chat/completions", self.deepseek, methods=["POST"]),
+                Route("/v1beta/models/{rest:path}", self.gemini, methods=["POST"]),
+            ]
+        )
+
+    async def _fault(self, provider: str) -> Response | None:
+        mode = self.mode[provider]
+        if mode == "error500":
+            return JSONResponse({"error": "boom"}, status_code=500)
+        if mode == "rate_limited":
+            return JSONResponse({"error": "slow down"}, status_code=429, headers={"Retry-After": "30"})
+        if mode == "slow":
+            await asyncio.sleep(3)
+        if mode == "malformed":
+            return Response(b'{"choices": [', media_type="application/json")
+        return None
+
+    def _content(self, provider: str) -> str:
+        if self.mode[provider] == "garbage_answer":
+            return "I think the user is happy!"
+        return json.dumps(self.answer[provider])
+
+    async def deepseek(self, request: Request) -> Response:
+        self.requests.append(
+            {
+                "provider": "deepseek",
+                "auth": request.headers.get("authorization"),
+                "body": await request.json(),
+            }
+        )
+        fault = await self._fault("deepseek")
+        if fault is not None:
+            return fault
+        return JSONResponse(
+            {
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": self._content("deepseek")}}
+                ]
+            }
+        )
+
+    async def gemini(self, request: Request) -> Response:
+        self.requests.append(
+            {
+                "provider": "gemini",
+                "path": request.url.path,
+                "key": request.headers.get("x-goog-api-key"),
+                "body": await request.json(),
+            }
+        )
+        fault = await self._fault("gemini")
+        if fault is not None:
+            return fault
+        return JSONResponse(
+            {"candidates": [{"content": {"role": "model", "parts": [{"text": self._content("gemini")}]}}]}
+        )
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[tuple[LLMSimulator, str]]:
+    simulator = LLMSimulator()
+    with LoopbackServer(simulator.app) as server:
+        yield simulator, server.url
+
+
+@pytest.fixture(scope="module")
+def app_client(sim: tuple[LLMSimulator, str], redis_url: str) -> Iterator[TestClient]:
+    settings = MoodAgentSettings.load(
+        mood_llm_api_key="ds-key",
+        mood_fallback_api_key="gm-key",
+        deepseek_base_url=sim[1],
+        gemini_base_url=sim[1],
+        redis_url=redis_url.rsplit("/", 1)[0] + "/9",
+        mood_llm_budget_ms=600,
+        mood_hedge_after_ms=150,
+    )
+    with TestClient(create(settings)) as c:
+        yield c
+
+
+@pytest.fixture
+def client(app_client: TestClient, sim: tuple[LLMSimulator, str]) -> TestClient:
+    sim[0].mode = {"deepseek": "ok", "gemini": "ok"}
+    sim[0].requests.clear()
+    return app_client
+
+
+def analyze(c: TestClient, text: str, **extra: Any) -> dict[str, Any]:
+    r = c.post("/analyze", json={"user_id": extra.pop("user_id", str(uuid.uuid4())), "text": text, **extra})
+    assert r.status_code == 200, r.text
+    data: dict[str, Any] = r.json()
+    return data
+
+
+def test_primary_deepseek_answers(client: TestClient, sim: tuple[LLMSimulator, str]) -> None:
+    out = analyze(client, "I love these sneakers")
+    assert out["analysis"]["classifier"] == "deepseek" and out["analysis"]["provider_errors"] == []
+    frame = out["mood_frame"]
+    assert frame["emotion"] == {"valence": 0.8, "arousal": 0.6, "dominance": 0.55}
+    assert frame["signals"] == {"frustration": 0.05, "urgency": 0.2, "confidence": 0.9, "fatigue": 0.1}
+    req = sim[0].requests[0]
+    assert req["auth"] == "Bearer ds-key" and req["body"]["model"] == "deepseek-chat"
+    assert req["body"]["response_format"] == {"type": "json_object"}
+    assert req["body"]["messages"][1] == {"role": "user", "content": "I love these sneakers"}
+
+
+@pytest.mark.parametrize("fault", ["error500", "rate_limited", "malformed", "garbage_answer", "slow"])
+def test_gemini_answers_when_deepseek_fails(
+    client: TestClient, sim: tuple[LLMSimulator, str], fault: str
+) -> None:
+    sim[0].mode["deepseek"] = fault
+    out = analyze(client, "hmm")
+    assert out["analysis"]["classifier"] == "gemini", out["analysis"]
+    assert out["mood_frame"]["emotion"]["valence"] == 0.3
+    gemini = next(r for r in sim[0].requests if r["provider"] == "gemini")
+    assert (
+        gemini["key"] == "gm-key" and gemini["path"] == "/v1beta/models/gemini-2.0-flash-lite:generateContent"
+    )
+    assert gemini["body"]["generationConfig"]["responseMimeType"] == "application/json"
+
+
+@pytest.mark.parametrize(
+    ("ds", "gm"), [("slow", "slow"), ("error500", "malformed"), ("rate_limited", "garbage_answer")]
+)
+def test_local_classifier_answers_when_both_fail(
+    client: TestClient, sim: tuple[LLMSimulator, str], ds: str, gm: str
+) -> None:
+    sim[0].mode = {"deepseek": ds, "gemini": gm}
+    out = analyze(client, "ugh, again not what I asked!!")
+    assert out["analysis"]["classifier"] == "lexicon"
+    assert len(out["analysis"]["provider_errors"]) == 2
+    assert out["mood_frame"]["signals"]["frustration"] >= 0.6
+    assert out["mood_frame"]["topic"]["action"] == "defuse"
+
+
+def test_signal_mode_uses_only_the_local_classifier(
+    client: TestClient, sim: tuple[LLMSimulator, str]
+) -> None:
+    out = analyze(client, "срочно нужны туфли, через час закрывается", mode="signal")
+    assert out["analysis"]["classifier"] == "lexicon" and sim[0].requests == []
+    assert out["mood_frame"]["signals"]["urgency"] >= 0.6
+
+
+def test_previous_frame_smooths_and_detects_shift(client: TestClient) -> None:
+    user = str(uuid.uuid4())
+    first = analyze(client, "I love these sneakers", user_id=user)["mood_frame"]
+    assert first["smoothed_baseline"] == {"valence": 0.8, "arousal": 0.6}
+    second = analyze(client, "and a dress?", user_id=user, previous_mood_frame_id=first["mood_frame_id"])
+    # same answer from the simulator, baseline unchanged; the topic label stays "shoes"
+    assert second["mood_frame"]["smoothed_baseline"] == {"valence": 0.8, "arousal": 0.6}
+    assert second["mood_frame"]["topic"]["shift_detected"] is False
+
+
+def test_voice_text_mismatch(client: TestClient) -> None:
+    out = analyze(client, "great, just great", prosody={"valence_hint": 0.1, "energy": 0.2})
+    assert out["analysis"]["voice_text_mismatch"] is True
+    assert out["mood_frame"]["style_params"]["ask_clarification"] is True
+    assert out["mood_frame"]["emotion"]["valence"] == pytest.approx(0.38)
+
+
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        ({"text": "hi"}, ["body", "user_id"]),
+        ({"user_id": "x", "text": "hi"}, ["body", "user_id"]),
+        ({"user_id": str(uuid.uuid4())}, ["body", "text"]),
+        ({"user_id": str(uuid.uuid4()), "text": ""}, ["body", "text"]),
+        ({"user_id": str(uuid.uuid4()), "text": 5}, ["body", "text"]),
+        (
+            {"user_id": str(uuid.uuid4()), "text": "a", "prosody": {"valence_hint": 3}},
+            ["body", "prosody", "valence_hint"],
+        ),
+        (
+            {"user_id": str(uuid.uuid4()), "text": "a", "previous_mood_frame_id": 12},
+            ["body", "previous_mood_frame_id"],
+        ),
+    ],
+)
+def test_bad_input_is_422_naming_the_field(client: TestClient, body: dict[str, Any], loc: list[str]) -> None:
+    r = client.post("/analyze", json=body)
+    assert r.status_code == 422
+    assert loc in [d["loc"] for d in r.json()["detail"]]
+
+
+def test_redis_down_still_answers(env_writer: EnvWriterFactory, sim: tuple[LLMSimulator, str]) -> None:
+    writer: EnvWriter = env_writer(MoodAgentSettings)
+    writer(
+        {
+            "MOOD_LLM_API_KEY": "k",
+            "MOOD_FALLBACK_API_KEY": "k",
+            "MOOD_LLM_ENABLED": "false",
+            "REDIS_URL": f"redis://127.0.0.1:{free_port()}/9",
+        }
+    )
+    with TestClient(create(MoodAgentSettings.load())) as c:
+        out = analyze(c, "thanks, perfect")
+    assert out["analysis"]["classifier"] == "lexicon"
+    assert any(e.startswith("redis") for e in out["analysis"]["provider_errors"])
+    assert out["mood_frame"]["emotion"]["valence"] > 0.7
