@@ -1,18 +1,139 @@
-"""The llm_reranker HTTP app: /health with its dependency checks, /health/live, /metrics, and the
-``python -m llm_reranker`` entry point."""
+"""llm-reranker against a Gemini simulator: /tag, /rerank (parallel calls, 0.7 visual + 0.3
+semantic), partial and total Gemini failures, bad input, cost metrics, /health and the entry point."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
 
 from llm_reranker.app import create
 from llm_reranker.settings import LlmRerankerSettings
-from unde_common.testing import EnvWriter, EnvWriterFactory, assert_entry_point, assert_health_ok
+from recognition.simulators import GeminiSimulator, ImageHost, solid_image
+from recognition.testbed import serve_asgi
+from unde_common.testing import EnvWriter, EnvWriterFactory, assert_entry_point, assert_health_ok, free_port
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[tuple[GeminiSimulator, str, str]]:
+    gemini, host = GeminiSimulator(api_key="k-test"), ImageHost()
+    same = solid_image((200, 300), (200, 30, 40), stripes=4)
+    street = Image.new("RGB", (400, 300), (128, 128, 128))
+    street.paste(same, (0, 0))
+    host.put("street.png", street)
+    host.put("same.png", same)
+    host.put("close.png", solid_image((200, 300), (180, 50, 60), stripes=4))
+    host.put("far.png", solid_image((200, 300), (30, 60, 190)))
+    with serve_asgi(gemini.app) as g_url, serve_asgi(host.app) as images:
+        yield gemini, g_url, images
 
 
 @pytest.fixture
 def write_env(env_writer: EnvWriterFactory) -> EnvWriter:
     return env_writer(LlmRerankerSettings)
+
+
+@pytest.fixture
+def client(servers: tuple[GeminiSimulator, str, str], write_env: EnvWriter) -> Iterator[TestClient]:
+    gemini, g_url, _ = servers
+    gemini.clear()
+    write_env({"GEMINI_API_KEY": "k-test", "GEMINI_BASE_URL": g_url, "HTTP_BACKOFF_BASE_S": "0.05"})
+    with TestClient(create(LlmRerankerSettings.load())) as c:
+        yield c
+    gemini.clear()
+
+
+def candidates(images: str) -> list[dict[str, Any]]:
+    return [
+        {"sku_id": "FAR", "score": 0.9, "image_urls": [f"{images}/img/far.png"], "metadata": {"brand": "x"}},
+        {"sku_id": "SAME", "score": 0.6, "image_urls": [f"{images}/img/same.png"]},
+        {"sku_id": "CLOSE", "score": 0.5, "metadata": {"matched_image": f"{images}/img/close.png"}},
+    ]
+
+
+def test_tag(client: TestClient, servers: tuple[GeminiSimulator, str, str]) -> None:
+    gemini, _, images = servers
+    answer = client.post("/tag", json={"url": f"{images}/img/street.png#xywh=0,0,200,300"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == gemini.context_tags
+    assert gemini.requests[-1] == ("generate", {"images": 1, "model": "gemini-2.5-flash"})
+
+
+def test_rerank_combines_visual_and_semantic(
+    client: TestClient, servers: tuple[GeminiSimulator, str, str]
+) -> None:
+    gemini, _, images = servers
+    crop = f"{images}/img/street.png#xywh=0,0,200,300"
+    answer = client.post(
+        "/rerank", json={"crop_url": crop, "candidates": candidates(images), "tags": {"color": "red"}}
+    )
+    assert answer.status_code == 200, answer.text
+    ranked = answer.json()["ranked"]
+    assert [r["sku_id"] for r in ranked] == ["SAME", "CLOSE", "FAR"]
+    for r in ranked:
+        assert r["score"] == pytest.approx(0.7 * r["visual"] + 0.3 * r["semantic"], abs=1e-4)
+    assert ranked[0]["visual"] > 0.95 and ranked[-1]["visual"] < 0.3
+    assert gemini.hits["generate"] == 3  # one call per candidate
+    metrics = client.get("/metrics").text
+    assert 'llm_reranker_latency_ms_count{endpoint="rerank"} 1.0' in metrics
+    cost = [line for line in metrics.splitlines() if line.startswith("llm_reranker_cost_usd ")]
+    assert cost and float(cost[0].split()[1]) > 0
+
+
+def test_a_failed_candidate_keeps_its_retrieval_score(
+    client: TestClient, servers: tuple[GeminiSimulator, str, str]
+) -> None:
+    gemini, _, images = servers
+    crop = f"{images}/img/street.png"
+    cands = candidates(images)
+    cands[0]["image_urls"] = [f"{images}/img/none.png"]  # its catalog photo is gone
+    answer = client.post("/rerank", json={"crop_url": crop, "candidates": cands})
+    body = answer.json()
+    far = next(r for r in body["ranked"] if r["sku_id"] == "FAR")
+    assert far == {"sku_id": "FAR", "score": 0.9, "reranked": False}
+    assert body["failed"] == 1 and "HTTP 404" in body["errors"][0]
+    gemini.fault("generate", "down")
+    down = client.post("/rerank", json={"crop_url": crop, "candidates": candidates(images)})
+    assert down.status_code == 502 and "every rerank call failed" in down.json()["detail"]
+    gemini.fault("generate", "malformed")
+    bad = client.post("/tag", json={"url": crop})
+    assert bad.status_code == 502 and "malformed JSON" in bad.json()["detail"]
+    gemini.fault("generate", "503", times=1)
+    retried = client.post("/tag", json={"url": crop})
+    assert retried.status_code == 200
+
+
+def test_bad_input(client: TestClient, servers: tuple[GeminiSimulator, str, str]) -> None:
+    _, _, images = servers
+    answers = {
+        "html": client.post("/tag", json={"url": f"{images}/img-html/x"}),
+        "unreachable": client.post("/tag", json={"url": f"http://127.0.0.1:{free_port()}/x.png"}),
+        "no_candidates_field": client.post("/rerank", json={"crop_url": f"{images}/img/street.png"}),
+        "score": client.post(
+            "/rerank",
+            json={"crop_url": f"{images}/img/street.png", "candidates": [{"sku_id": "a", "score": 7}]},
+        ),
+    }
+    assert {k: r.status_code for k, r in answers.items()} == {
+        "html": 415,
+        "unreachable": 422,
+        "no_candidates_field": 422,
+        "score": 422,
+    }
+    empty = client.post("/rerank", json={"crop_url": f"{images}/img/street.png", "candidates": []})
+    assert empty.json() == {"ranked": [], "failed": 0}
+
+
+def test_wrong_key_is_reported(servers: tuple[GeminiSimulator, str, str], write_env: EnvWriter) -> None:
+    _, g_url, images = servers
+    write_env({"GEMINI_API_KEY": "wrong", "GEMINI_BASE_URL": g_url})
+    with TestClient(create(LlmRerankerSettings.load())) as c:
+        answer = c.post("/tag", json={"url": f"{images}/img/street.png"})
+    assert answer.status_code == 502 and "HTTP 403" in answer.json()["detail"]
+    assert "wrong" not in answer.text
 
 
 def test_health_and_metrics(write_env: EnvWriter) -> None:

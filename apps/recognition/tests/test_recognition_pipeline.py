@@ -4,7 +4,6 @@ HTTP services, Ximilar and Gemini simulators with fault injection, and a real Ce
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -13,7 +12,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,78 +19,18 @@ import psycopg
 import pytest
 import redis
 
-from embedder.app import create as create_embedder
-from embedder.model import ImageEncoder
-from embedder.settings import EmbedderSettings
-from embedder.testmodel import build_test_model
-from llm_reranker.app import create as create_reranker
-from llm_reranker.settings import LlmRerankerSettings
 from recognition.pipeline import Pipeline, PipelineMetrics
 from recognition.settings import RecognitionSettings
-from recognition.simulators import GeminiSimulator, ImageHost, XimilarSimulator
-from recognition.testbed import PHOTO_ITEMS, migrate_database, seed, serve_asgi, street_photo
+from recognition.testbed import Stack, recognition_bed
 from unde_common.db import create_pool
 from unde_common.metrics import AppMetrics
 from unde_common.testing import PostgresHandle, free_port
-from ximilar_gw.app import create as create_gateway
-from ximilar_gw.settings import XimilarGwSettings
-
-
-@dataclass
-class Stack:
-    main_dsn: str
-    staging_dsn: str
-    redis_url: str
-    images: str
-    photo_url: str
-    host: ImageHost
-    ximilar: XimilarSimulator
-    gemini: GeminiSimulator
-    ximilar_url: str
-    gemini_url: str
-    embedder_url: str
-    reranker_url: str
-    model: Path
-    exits: contextlib.ExitStack
-
-    def gateway(self, **overrides: Any) -> str:
-        settings = XimilarGwSettings.load(
-            ximilar_api_token=self.ximilar.token,
-            ximilar_collection_id=self.ximilar.collection_id,
-            ximilar_base_url=self.ximilar_url,
-            embedder_url=self.embedder_url,
-            production_db_url=self.main_dsn,
-            redis_url=self.redis_url,
-            http_backoff_base_s=0.05,
-            **overrides,
-        )
-        return self.exits.enter_context(serve_asgi(create_gateway(settings)))
 
 
 @pytest.fixture(scope="module")
 def stack(pg: PostgresHandle, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    main = migrate_database(pg.dsn, "rec_main", "unde_main")
-    staging = migrate_database(pg.dsn, "rec_staging", "unde_staging")
-    model = build_test_model(tmp_path_factory.mktemp("model") / "fashionclip-test.onnx")
-    host, ximilar, gemini = ImageHost(), XimilarSimulator(), GeminiSimulator()
-    with contextlib.ExitStack() as exits:
-        images = exits.enter_context(serve_asgi(host.app))
-        x_url = exits.enter_context(serve_asgi(ximilar.app))
-        g_url = exits.enter_context(serve_asgi(gemini.app))
-        encoder = ImageEncoder(model)
-        seed(main, staging, image_base=images, host=host, ximilar=ximilar, embed=encoder.embed)
-        photo = street_photo()
-        host.put("street.png", photo)
-        ximilar.add_photo(photo, PHOTO_ITEMS)
-        e_url = exits.enter_context(serve_asgi(create_embedder(EmbedderSettings.load(model_path=model))))
-        reranker = LlmRerankerSettings.load(
-            gemini_api_key=gemini.api_key, gemini_base_url=g_url, http_backoff_base_s=0.05
-        )
-        r_url = exits.enter_context(serve_asgi(create_reranker(reranker)))
-        yield Stack(
-            main, staging, redis_url.replace("/0", "/6"), images, f"{images}/img/street.png", host, ximilar,
-            gemini, x_url, g_url, e_url, r_url, model, exits,
-        )  # fmt: skip
+    with recognition_bed(pg.dsn, redis_url, tmp_path_factory.mktemp("bed")) as bed:
+        yield bed
 
 
 @pytest.fixture
@@ -177,7 +115,7 @@ def test_photo_yields_exact_similar_and_style_results(sims: Stack, pipeline: Cal
 def test_detection_is_published_before_the_rest(sims: Stack, pipeline: Callable[..., Pipeline]) -> None:
     request_id = str(uuid.uuid4())
     client = redis.Redis.from_url(sims.redis_url)
-    sub = client.pubsub()
+    sub = client.pubsub()  # type: ignore[no-untyped-call]
     sub.subscribe(f"recognition:progress:{request_id}")
     sub.get_message(timeout=1)  # the subscribe confirmation
     pipeline().run(sims.photo_url, None, request_id)

@@ -27,13 +27,15 @@ import psycopg
 from PIL import Image
 from psycopg.types.json import Jsonb
 
-from recognition.simulators import ImageHost, XimilarSimulator, solid_image
+from recognition.simulators import GeminiSimulator, ImageHost, XimilarSimulator, solid_image
 
 __all__ = [
     "PHOTO_ITEMS",
     "CatalogItem",
+    "Stack",
     "catalog",
     "migrate_database",
+    "recognition_bed",
     "seed",
     "serve_asgi",
     "street_photo",
@@ -267,3 +269,78 @@ def serve_asgi(app: Any, *, host: str = "127.0.0.1", port: int | None = None) ->
     finally:
         srv.server.should_exit = True
         srv.thread.join(timeout=10)
+
+
+@dataclass
+class Stack:
+    """The running bed: databases, simulators, embedder and llm-reranker services."""
+
+    main_dsn: str
+    staging_dsn: str
+    redis_url: str
+    images: str
+    photo_url: str
+    host: ImageHost
+    ximilar: XimilarSimulator
+    gemini: GeminiSimulator
+    ximilar_url: str
+    gemini_url: str
+    embedder_url: str
+    reranker_url: str
+    model: Path
+    exits: contextlib.ExitStack
+
+    def gateway_settings(self, **overrides: Any) -> Any:
+        from ximilar_gw.settings import XimilarGwSettings
+
+        values: dict[str, Any] = {
+            "ximilar_api_token": self.ximilar.token,
+            "ximilar_collection_id": self.ximilar.collection_id,
+            "ximilar_base_url": self.ximilar_url,
+            "embedder_url": self.embedder_url,
+            "production_db_url": self.main_dsn,
+            "redis_url": self.redis_url,
+            "http_backoff_base_s": 0.05,
+            **overrides,
+        }
+        return XimilarGwSettings.load(**values)
+
+    def gateway(self, **overrides: Any) -> str:
+        """A ximilar-gw service with these settings (feature flags!), served until the bed closes."""
+        from ximilar_gw.app import create
+
+        return self.exits.enter_context(serve_asgi(create(self.gateway_settings(**overrides))))
+
+
+@contextlib.contextmanager
+def recognition_bed(superuser_dsn: str, redis_url: str, workdir: Path) -> Iterator[Stack]:
+    """Migrated rec_main / rec_staging, the seeded catalog, the simulators, an ONNX test model, and
+    the embedder and llm-reranker services, all on loopback."""
+    from embedder.app import create as create_embedder
+    from embedder.model import ImageEncoder
+    from embedder.settings import EmbedderSettings
+    from embedder.testmodel import build_test_model
+    from llm_reranker.app import create as create_reranker
+    from llm_reranker.settings import LlmRerankerSettings
+
+    main = migrate_database(superuser_dsn, "rec_main", "unde_main")
+    staging = migrate_database(superuser_dsn, "rec_staging", "unde_staging")
+    model = build_test_model(workdir / "fashionclip-test.onnx")
+    host, ximilar, gemini = ImageHost(), XimilarSimulator(), GeminiSimulator()
+    with contextlib.ExitStack() as exits:
+        images = exits.enter_context(serve_asgi(host.app))
+        x_url = exits.enter_context(serve_asgi(ximilar.app))
+        g_url = exits.enter_context(serve_asgi(gemini.app))
+        seed(main, staging, image_base=images, host=host, ximilar=ximilar, embed=ImageEncoder(model).embed)
+        photo = street_photo()
+        host.put("street.png", photo)
+        ximilar.add_photo(photo, PHOTO_ITEMS)
+        e_url = exits.enter_context(serve_asgi(create_embedder(EmbedderSettings.load(model_path=model))))
+        reranker = LlmRerankerSettings.load(
+            gemini_api_key=gemini.api_key, gemini_base_url=g_url, http_backoff_base_s=0.05
+        )
+        r_url = exits.enter_context(serve_asgi(create_reranker(reranker)))
+        yield Stack(
+            main, staging, redis_url.replace("/0", "/6"), images, f"{images}/img/street.png", host, ximilar,
+            gemini, x_url, g_url, e_url, r_url, model, exits,
+        )  # fmt: skip
