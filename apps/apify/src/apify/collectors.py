@@ -63,6 +63,7 @@ def _price(value: Any, *, minor_units: bool = False) -> Decimal | None:
         return None
     if isinstance(value, bool):
         raise ItemError("price is not a number")
+    original = value
     if isinstance(value, str):
         cleaned = re.sub(r"[^\d.,-]", "", value).replace(",", ".")
         if cleaned.count(".") > 1:  # "15.990.00" style thousands separators
@@ -72,7 +73,7 @@ def _price(value: Any, *, minor_units: bool = False) -> Decimal | None:
     try:
         price = Decimal(str(value))
     except InvalidOperation:
-        raise ItemError(f"price {str(value)[:40]!r} is not a number") from None
+        raise ItemError(f"price {str(original)[:40]!r} is not a number") from None
     if minor_units:
         price = price / 100
     if not price.is_finite() or price < 0 or price > _MAX_PRICE:

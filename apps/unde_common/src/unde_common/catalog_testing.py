@@ -413,3 +413,50 @@ class ZaraSimulator:
 def run_worker_process(args: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
     """Start ``python <args>`` with ``env`` (used to kill a worker mid-batch)."""
     return subprocess.Popen([sys.executable, *args], env=dict(env))
+
+
+def apify_item(brand: str, external_id: str, images: Sequence[str], **overrides: Any) -> dict[str, Any]:
+    """A dataset item in the shape the brand's Apify actor returns (see ``apify.collectors``)."""
+    item: dict[str, Any]
+    if brand == "zara":
+        item = {
+            "productId": external_id,
+            "name": f"Dress {external_id}",
+            "description": "Midi dress",
+            "price": 1599000,  # tiyn
+            "currency": "KZT",
+            "familyName": "DRESSES",
+            "composition": "100% linen",
+            "detail": {
+                "colors": [
+                    {
+                        "name": "BLACK",
+                        "sizes": [{"name": "S"}, {"name": "M"}],
+                        "xmedia": [{"url": u} for u in images],
+                    }
+                ]
+            },
+        }
+    elif brand == "massimodutti":
+        item = {
+            "reference": external_id,
+            "title": f"Blazer {external_id}",
+            "price": {"value": "89 990", "currency": "KZT"},
+            "breadcrumbs": ["Women", "Blazers"],
+            "colour": {"name": "Navy"},
+            "availableSizes": ["36", "38"],
+            "imageUrls": list(images),
+        }
+    else:
+        item = {
+            "id": external_id,
+            "name": f"Top {external_id}",
+            "price": "7990.00",
+            "currency": "KZT",
+            "category": "TOPS",
+            "color": "WHITE",
+            "sizes": ["XS", "S"],
+            "images": list(images),
+        }
+    item.update(overrides)
+    return item
