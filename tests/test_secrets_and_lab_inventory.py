@@ -104,8 +104,9 @@ def test_lab_address_refuses_addresses_outside_the_plan(bad: str) -> None:
 def test_lab_inventory_mirrors_both_sites() -> None:
     sites = load([REPO / "inventories/helsinki", REPO / "inventories/local"])
     lab = load([REPO / "inventories/lab"])
-    assert set(lab.hostvars) == set(sites.hostvars)
-    assert lab.all_groups() == sites.all_groups()
+    standins = lab.hosts_of("lab_standins")
+    assert set(lab.hostvars) - standins == set(sites.hostvars)
+    assert lab.all_groups() - {"lab_standins", *lab_inventory.LAB_STANDINS} == sites.all_groups()
     for g in sites.all_groups():
         assert lab.hosts_of(g) == sites.hosts_of(g), g
     lab_range = ipaddress.ip_network("198.18.0.0/15")
@@ -113,5 +114,26 @@ def test_lab_inventory_mirrors_both_sites() -> None:
         for var in lab_inventory.ADDRESS_VARS:
             if var in hv:
                 assert ipaddress.ip_address(hv[var]) in lab_range, (h, var)
-        assert hv["private_ip"] == lab_inventory.lab_address(sites.hostvars[h]["private_ip"])
+        if h not in standins:
+            assert hv["private_ip"] == lab_inventory.lab_address(sites.hostvars[h]["private_ip"])
     assert lab_inventory.render() == (REPO / "inventories/lab/hosts.yml").read_text()
+
+
+def test_lab_standins_are_lab_only_hosts_on_the_helsinki_bridge() -> None:
+    lab = load([REPO / "inventories/lab"])
+    sites = load([REPO / "inventories/helsinki", REPO / "inventories/local"])
+    standins = lab.hosts_of("lab_standins")
+    assert standins == {"lab-objstore", "lab-storagebox"}
+    assert lab.hosts_of("lab_objstore") == {"lab-objstore"}
+    assert lab.hosts_of("lab_storagebox") == {"lab-storagebox"}
+    # never in a site inventory, never in a site group: only playbooks/lab_standins.yml deploys them
+    assert not standins & set(sites.hostvars)
+    for h in standins:
+        assert lab.groups_of(h) <= {"lab_standins", "lab_objstore", "lab_storagebox"}, h
+        assert lab.var(h, "unde_site") == "helsinki"
+        assert ipaddress.ip_address(lab.hostvars[h]["ansible_host"]) in lab_inventory.LAB_STANDIN_NET
+        assert lab.hostvars[h]["private_ip"] == lab.hostvars[h]["ansible_host"]
+    # no plan address maps into the stand-in range
+    for hv in sites.hostvars.values():
+        mapped = ipaddress.ip_address(lab_inventory.lab_address(hv["private_ip"]))
+        assert mapped not in lab_inventory.LAB_STANDIN_NET

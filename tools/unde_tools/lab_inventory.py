@@ -9,6 +9,11 @@ exists only inside this machine's network namespaces:
 * WireGuard tunnel ``10.3.a.b``  -> ``198.19.(64+a).b``   (a < 64)
 
 ``make validate`` runs ``--check`` so the lab cannot drift from the real inventories.
+
+The lab adds hosts that exist in no site inventory: stand-ins for external services (group
+``lab_standins``, see ``LAB_STANDINS``). They live on the Helsinki bridge in 198.18.250.0/24,
+which the address plan never maps to (Helsinki 10.1.250.x is not allocated), and only
+``playbooks/lab_standins.yml`` deploys them.
 """
 
 from __future__ import annotations
@@ -33,6 +38,16 @@ LAB_SITE_VARS = {
     "unde_admin_cidrs": ["198.18.0.1/32", "198.19.0.1/32"],
     "ansible_ssh_private_key_file": "{{ inventory_dir }}/../../.lab/ssh/id_ed25519",
     "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+}
+# Lab-only stand-ins for external services, started by the lab on the Helsinki bridge:
+#   lab-objstore   S3-compatible server (moto) standing in for Hetzner Object Storage
+#   lab-storagebox SFTP host standing in for the Hetzner Storage Box (pgBackRest repository)
+# Their own group carries the site and connection settings (they are in no site group, so no
+# site playbook reaches them; playbooks/base.yml (hosts: all) does).
+LAB_STANDIN_NET = ipaddress.ip_network("198.18.250.0/24")
+LAB_STANDINS: dict[str, dict[str, str]] = {
+    "lab_objstore": {"lab-objstore": "198.18.250.10"},
+    "lab_storagebox": {"lab-storagebox": "198.18.250.11"},
 }
 HEADER = """\
 ---
@@ -99,6 +114,7 @@ def render() -> str:
                 children[group] = _merge(children[group], mapped)
             else:
                 children[group] = mapped
+    children["lab_standins"] = standins_group()
     doc = {
         "all": {
             "vars": {
@@ -109,6 +125,21 @@ def render() -> str:
     }
     body = yaml.dump(doc, Dumper=_IndentedDumper, sort_keys=False, default_flow_style=False, width=120)
     return HEADER + body
+
+
+def standins_group() -> dict[str, Any]:
+    """The ``lab_standins`` group: site ``helsinki`` (its bridge), lab connection settings."""
+    gvars: dict[str, Any] = {"unde_site": "helsinki", "ansible_user": "root"}
+    gvars.update(copy.deepcopy(LAB_SITE_VARS))
+    kids: dict[str, Any] = {}
+    for group, hosts in LAB_STANDINS.items():
+        body: dict[str, Any] = {}
+        for host, addr in hosts.items():
+            if ipaddress.IPv4Address(addr) not in LAB_STANDIN_NET:
+                raise ValueError(f"{host}: {addr} is outside the stand-in range {LAB_STANDIN_NET}")
+            body[host] = {"private_ip": addr, "ansible_host": addr}
+        kids[group] = {"hosts": body}
+    return {"vars": gvars, "children": kids}
 
 
 def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
