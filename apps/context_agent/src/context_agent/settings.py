@@ -37,3 +37,12 @@ class ContextAgentSettings(HttpServiceSettings, DbPoolSettings, HttpClientSettin
     weather_cache_ttl: int = Field(default=1800, ge=0)
     events_cache_ttl: int = Field(default=3600, ge=0)
     cultural_cache_ttl: int = Field(default=86400, ge=0)
+
+    #: on a cache miss, how long /context waits for WeatherAPI before answering without weather
+    weather_wait_ms: int = Field(default=80, ge=1, le=10_000)
+    #: on a cache miss, how long /context waits for the events query
+    events_wait_ms: int = Field(default=60, ge=1, le=10_000)
+    #: WeatherAPI request timeout (the fetch goes on in the background after weather_wait_ms)
+    weather_timeout_s: float = Field(default=3.0, gt=0)
+    #: how long an expired weather/events copy may still be served, marked "stale"
+    stale_max_age_s: int = Field(default=6 * 3600, ge=0)

@@ -1,0 +1,396 @@
+"""POST /context with a WeatherAPI simulator on loopback (faults: 5xx, 429, slow, malformed), a
+real Redis and the production schema (unde_main ``events``) in a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from psycopg.types.json import Jsonb
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from context_agent.app import create
+from context_agent.geo import directory
+from context_agent.settings import ContextAgentSettings
+from context_agent.sun import sunset_utc
+from context_agent.time_context import closes_in_hours, part_of_day
+from context_agent.weather_client import parse_forecast
+from unde_common.testing import LoopbackServer, free_port
+
+DHM = {"lat": 25.1026, "lng": 55.2435, "mall_id": "dubai-hills-mall"}
+PREFS = {
+    "favorite_brands": ["Zara", "Massimo Dutti"],
+    "allergies": ["gluten"],
+    "interests": ["korean_thrillers"],
+    "cultural_sensitivity_level": "medium",
+}
+FORECAST = {
+    "location": {"name": "Dubai"},
+    "current": {
+        "temp_c": 28.4,
+        "feelslike_c": 31.2,
+        "humidity": 65,
+        "condition": {"text": "Sunny", "code": 1000},
+    },
+    "forecast": {"forecastday": [{"astro": {"sunset": "06:23 PM", "sunrise": "06:33 AM"}}]},
+}
+
+
+class WeatherSimulator:
+    def __init__(self) -> None:
+        self.mode = "ok"
+        self.hits = 0
+        self.last_query: dict[str, str] = {}
+        self.app = Starlette(routes=[Route("/v1/forecast.json", self.forecast)])
+
+    async def forecast(self, request: Request) -> Response:
+        self.hits += 1
+        self.last_query = dict(request.query_params)
+        if self.mode == "error500":
+            return JSONResponse(
+                {"error": {"code": 9999, "message": "Internal application error."}}, status_code=500
+            )
+        if self.mode == "rate_limited":
+            return JSONResponse({"error": {"code": 2007}}, status_code=429, headers={"Retry-After": "60"})
+        if self.mode == "malformed":
+            return Response(b'{"current": {"temp_c": ', media_type="application/json")
+        if self.mode == "slow":
+            await asyncio.sleep(0.6)
+        return JSONResponse(FORECAST)
+
+
+@pytest.fixture(scope="module")
+def weather() -> Iterator[tuple[WeatherSimulator, str]]:
+    sim = WeatherSimulator()
+    with LoopbackServer(sim.app) as server:
+        yield sim, server.url + "/v1"
+
+
+@pytest.fixture(scope="module")
+def events_db(main_dsn: str) -> str:
+    with psycopg.connect(main_dsn) as conn:
+        conn.execute("DELETE FROM events")
+        rows = [
+            (
+                "dubai-hills-mall",
+                "sale",
+                "Spring sale",
+                "Zara",
+                "Zara",
+                "2026-03-01",
+                "2026-03-10",
+                {"discount": "30%"},
+            ),
+            (
+                "dubai-hills-mall",
+                "premiere",
+                "New Korean thriller",
+                "Reel Cinemas",
+                None,
+                "2026-03-05 10:00+00",
+                "2026-03-05 22:00+00",
+                {"tags": ["korean", "thriller"]},
+            ),
+            (
+                "dubai-hills-mall",
+                "food",
+                "Gluten bakery festival",
+                None,
+                None,
+                "2026-03-04",
+                "2026-03-08",
+                {},
+            ),
+            (
+                "dubai-hills-mall",
+                "sale",
+                "Old sale",
+                "Zara",
+                "Zara",
+                "2026-02-01",
+                "2026-02-10",
+                {"discount": "50%"},
+            ),
+            (
+                "the-dubai-mall",
+                "sale",
+                "Other mall",
+                "Zara",
+                "Zara",
+                "2026-03-01",
+                "2026-03-10",
+                {"discount": "20%"},
+            ),
+        ]
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO events (mall_id, kind, title, store, brand, starts_at, ends_at, payload)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                [(*row[:7], Jsonb(row[7])) for row in rows],
+            )
+    return main_dsn
+
+
+def make_client(weather_url: str, dsn: str, redis_url: str, **extra: Any) -> TestClient:
+    values: dict[str, Any] = {
+        "weather_api_key": "wk-123",
+        "weather_api_url": weather_url,
+        "production_db_url": dsn,
+        "redis_url": redis_url.rsplit("/", 1)[0] + f"/{extra.pop('redis_db', 15)}",
+        "weather_wait_ms": 300,
+        "events_wait_ms": 1000,
+        "db_connect_timeout_s": 1,
+    }
+    settings = ContextAgentSettings.load(**{**values, **extra})
+    return TestClient(create(settings))
+
+
+@pytest.fixture(scope="module")
+def client(weather: tuple[WeatherSimulator, str], events_db: str, redis_url: str) -> Iterator[TestClient]:
+    with make_client(weather[1], events_db, redis_url) as c:
+        yield c
+
+
+def post(c: TestClient, at: str, **body: Any) -> dict[str, Any]:
+    r = c.post(
+        "/context", json={"user_id": str(uuid.uuid4()), **DHM, "compact_preferences": PREFS, "at": at, **body}
+    )
+    assert r.status_code == 200, r.text
+    data: dict[str, Any] = r.json()
+    return data
+
+
+def test_full_frame_in_ramadan(client: TestClient, weather: tuple[WeatherSimulator, str]) -> None:
+    weather[0].mode = "ok"
+    frame = post(client, "2026-03-05T15:30:00+04:00")
+    assert frame["timestamp"] == "2026-03-05T15:30:00+04:00"
+    assert frame["location"] == {
+        "type": "mall",
+        "mall_id": "dubai-hills-mall",
+        "mall_name": "Dubai Hills Mall",
+        "near_store": "zara-ground-floor",
+        "floor": 1,
+    }
+    assert frame["environment"]["weather"] == {
+        "temp_c": 28,
+        "feels_like_c": 31,
+        "humidity": 65,
+        "condition": "clear",
+        "sunset": "18:23",
+    }
+    assert weather[0].last_query["key"] == "wk-123" and weather[0].last_query["q"] == "25.100,55.240"
+    assert frame["environment"]["time_context"] == {
+        "day_of_week": "thursday",
+        "part_of_day": "afternoon",
+        "mall_closes_in_hours": 8.5,
+        "is_rush_hour": False,
+    }
+    sunset = sunset_utc(date(2026, 3, 5), 25.1026, 55.2435)
+    assert sunset is not None
+    assert frame["cultural"] == {
+        "sensitivity_level": "medium",
+        "active_period": "ramadan",
+        "next_meal_break": sunset.astimezone(ZoneInfo("Asia/Dubai")).strftime("%H:%M"),
+        "is_pre_meal_break": False,
+        "nearby_holidays": [],
+    }
+    assert "iftar_time" not in frame["cultural"]
+    assert frame["opportunities"] == [
+        {"store": "Zara", "type": "sale", "discount": "30%", "relevance_reason": "user_favorite_brand"},
+        {
+            "store": "Reel Cinemas",
+            "type": "premiere",
+            "title": "New Korean thriller",
+            "relevance_reason": "user_loves_korean_thrillers",
+        },
+    ]
+    assert frame["data_status"] == {"weather": "fresh", "events": "fresh", "cultural": "static"}
+    hits = weather[0].hits
+    again = post(client, "2026-03-05T15:31:00+04:00")
+    assert again["data_status"] == {"weather": "cached", "events": "cached", "cultural": "static"}
+    assert weather[0].hits == hits
+
+
+def test_sensitivity_levels_and_meal_break(client: TestClient) -> None:
+    high = post(
+        client,
+        "2026-03-05T17:30:00+04:00",
+        compact_preferences={**PREFS, "cultural_sensitivity_level": "high"},
+    )
+    assert high["cultural"]["iftar_time"] == high["cultural"]["next_meal_break"]
+    assert high["cultural"]["is_pre_meal_break"] is True and high["cultural"]["active_period"] == "ramadan"
+    low = post(
+        client,
+        "2026-03-05T12:00:00+04:00",
+        compact_preferences={**PREFS, "cultural_sensitivity_level": "low"},
+    )
+    assert low["cultural"]["active_period"] is None and "iftar_time" not in low["cultural"]
+    assert low["cultural"]["constraints"] == ["no_daytime_food_suggestions"]
+    evening = post(client, "2026-03-05T21:00:00+04:00")
+    assert evening["cultural"]["is_pre_meal_break"] is False
+    assert evening["environment"]["time_context"]["part_of_day"] == "evening"
+
+
+def test_holidays_by_country(client: TestClient) -> None:
+    uae = post(
+        client,
+        "2026-03-17T12:00:00+04:00",
+        compact_preferences={**PREFS, "cultural_sensitivity_level": "high"},
+    )
+    assert [(h["period"], h["days_until"]) for h in uae["cultural"]["nearby_holidays"]] == [
+        ("eid_al_fitr", 3),
+        ("eid_al_fitr", 4),
+        ("eid_al_fitr", 5),
+    ]
+    assert uae["cultural"]["nearby_holidays"][0]["name"] == "Eid al-Fitr"
+    kz = post(
+        client,
+        "2026-03-19T12:00:00+05:00",
+        lat=43.2019,
+        lng=76.8917,
+        mall_id=None,
+        compact_preferences={**PREFS, "cultural_sensitivity_level": "medium"},
+    )
+    assert (
+        kz["location"]["mall_id"] == "mega-alma-ata" and kz["location"]["near_store"] == "zara-mega-alma-ata"
+    )
+    periods = [h["period"] for h in kz["cultural"]["nearby_holidays"]]
+    assert periods == ["eid_al_fitr", "nauryz", "nauryz", "nauryz"]
+    assert all("name" not in h for h in kz["cultural"]["nearby_holidays"])
+
+
+def test_outside_any_mall(client: TestClient) -> None:
+    frame = post(client, "2026-07-01T09:00:00+04:00", lat=24.45, lng=54.38, mall_id=None)
+    assert frame["location"]["type"] == "outside" and frame["location"]["mall_id"] is None
+    assert frame["opportunities"] == [] and frame["data_status"]["events"] == "absent"
+    assert frame["cultural"]["active_period"] is None
+
+
+@pytest.mark.parametrize("fault", ["error500", "rate_limited", "malformed"])
+def test_weather_provider_down_frame_still_returned(
+    weather: tuple[WeatherSimulator, str], events_db: str, redis_url: str, fault: str
+) -> None:
+    weather[0].mode = fault
+    with make_client(weather[1], events_db, redis_url, redis_db=3, weather_cache_ttl=0) as c:
+        r = c.post("/context", json={"user_id": str(uuid.uuid4()), "lat": 25.2, "lng": 55.28})
+    assert r.status_code == 200
+    frame = r.json()
+    assert frame["environment"]["weather"] is None and frame["data_status"]["weather"] == "absent"
+    assert "weather" in frame["data_errors"]
+    assert frame["environment"]["time_context"]["part_of_day"]
+
+
+def test_stale_weather_served_when_provider_fails(
+    weather: tuple[WeatherSimulator, str], events_db: str, redis_url: str
+) -> None:
+    weather[0].mode = "ok"
+    with make_client(weather[1], events_db, redis_url, redis_db=4, weather_cache_ttl=0) as c:
+        body = {"user_id": str(uuid.uuid4()), "lat": 25.08, "lng": 55.14}
+        assert c.post("/context", json=body).json()["data_status"]["weather"] == "fresh"
+        weather[0].mode = "error500"
+        frame = c.post("/context", json=body).json()
+    assert frame["data_status"]["weather"] == "stale" and frame["environment"]["weather"]["temp_c"] == 28
+
+
+def test_slow_weather_does_not_block_and_fills_the_cache(
+    weather: tuple[WeatherSimulator, str], events_db: str, redis_url: str
+) -> None:
+    weather[0].mode = "slow"
+    with make_client(weather[1], events_db, redis_url, redis_db=5, weather_wait_ms=50) as c:
+        body = {"user_id": str(uuid.uuid4()), "lat": 25.12, "lng": 55.2}
+        first = c.post("/context", json=body).json()
+        assert first["data_status"]["weather"] == "absent"
+        deadline = time.monotonic() + 5
+        status = "absent"
+        while status != "cached" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            status = c.post("/context", json=body).json()["data_status"]["weather"]
+    assert status == "cached"
+
+
+def test_database_down_events_absent(weather: tuple[WeatherSimulator, str], redis_url: str) -> None:
+    weather[0].mode = "ok"
+    dsn = f"postgresql://readonly:pw@127.0.0.1:{free_port()}/unde_main"
+    with make_client(weather[1], dsn, redis_url, redis_db=6, events_wait_ms=300) as c:
+        r = c.post(
+            "/context",
+            json={
+                "user_id": str(uuid.uuid4()),
+                **DHM,
+                "compact_preferences": PREFS,
+                "at": "2026-03-05T12:00:00Z",
+            },
+        )
+    assert r.status_code == 200
+    frame = r.json()
+    assert frame["data_status"]["events"] == "absent" and frame["opportunities"] == []
+    assert (
+        frame["location"]["mall_id"] == "dubai-hills-mall" and frame["cultural"]["active_period"] == "ramadan"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        ({"lat": 1, "lng": 2}, ["body", "user_id"]),
+        ({"user_id": "u", "lat": 1, "lng": 2}, ["body", "user_id"]),
+        ({"user_id": str(uuid.uuid4()), "lng": 2}, ["body", "lat"]),
+        ({"user_id": str(uuid.uuid4()), "lat": 200, "lng": 2}, ["body", "lat"]),
+        ({"user_id": str(uuid.uuid4()), "lat": "north", "lng": 2}, ["body", "lat"]),
+        (
+            {
+                "user_id": str(uuid.uuid4()),
+                "lat": 1,
+                "lng": 2,
+                "compact_preferences": {"cultural_sensitivity_level": "max"},
+            },
+            ["body", "compact_preferences", "cultural_sensitivity_level"],
+        ),
+        (
+            {
+                "user_id": str(uuid.uuid4()),
+                "lat": 1,
+                "lng": 2,
+                "compact_preferences": {"favorite_brands": "Zara"},
+            },
+            ["body", "compact_preferences", "favorite_brands"],
+        ),
+        ({"user_id": str(uuid.uuid4()), "lat": 1, "lng": 2, "at": "2026-03-05T12:00:00"}, ["body", "at"]),
+    ],
+)
+def test_bad_input_is_422_naming_the_field(client: TestClient, body: dict[str, Any], loc: list[str]) -> None:
+    r = client.post("/context", json=body)
+    assert r.status_code == 422
+    assert loc in [d["loc"] for d in r.json()["detail"]]
+
+
+def test_time_rules_and_parsing() -> None:
+    mall = directory()["the-dubai-mall"]
+    tz = ZoneInfo("Asia/Dubai")
+    assert closes_in_hours(mall, datetime(2026, 3, 6, 23, 30, tzinfo=tz)) == 1.5  # Friday: until 01:00
+    assert (
+        closes_in_hours(mall, datetime(2026, 3, 7, 0, 30, tzinfo=tz)) == 0.5
+    )  # Friday's hours, after midnight
+    assert closes_in_hours(mall, datetime(2026, 3, 9, 0, 30, tzinfo=tz)) == 0.0  # Sunday closed at 24:00
+    assert closes_in_hours(mall, datetime(2026, 3, 9, 9, 0, tzinfo=tz)) == 0.0
+    assert [part_of_day(datetime(2026, 1, 1, h).time()) for h in (4, 6, 13, 18, 23)] == [
+        "night",
+        "morning",
+        "afternoon",
+        "evening",
+        "night",
+    ]
+    with pytest.raises(ValueError, match="weatherapi"):
+        parse_forecast({"current": {"temp_c": 1}})
+    assert parse_forecast({**FORECAST, "forecast": {}})["sunset"] is None
