@@ -23,20 +23,21 @@ def write_env(env_writer: EnvWriterFactory) -> EnvWriter:
     return env_writer(EmbedBatchSettings)
 
 
-def test_health_and_metrics(write_env: EnvWriter, pg: PostgresHandle) -> None:
-    write_env({"PRODUCTION_DB_URL": pg.dsn})
-    assert_health_ok(create(EmbedBatchSettings.load()), "embed_batch", ["production_db"])
+def test_health_and_metrics(write_env: EnvWriter, pg: PostgresHandle, redis_url: str) -> None:
+    write_env({"PRODUCTION_DB_URL": pg.dsn, "REDIS_URL": redis_url})
+    assert_health_ok(create(EmbedBatchSettings.load()), "embed_batch", ["production_db", "redis"])
 
 
 def test_health_names_unreachable_dependencies(write_env: EnvWriter) -> None:
     write_env(
         {
             "PRODUCTION_DB_URL": f"postgresql://u:hunter2@127.0.0.1:{free_port()}/x",
+            "REDIS_URL": f"redis://:hunter2@127.0.0.1:{free_port()}/7",
             "HEALTH_CHECK_TIMEOUT_S": "1",
             "DB_CONNECT_TIMEOUT_S": "1",
         }
     )
-    assert_health_fails(create(EmbedBatchSettings.load()), ["production_db"], secret="hunter2")
+    assert_health_fails(create(EmbedBatchSettings.load()), ["production_db", "redis"], secret="hunter2")
 
 
 def test_entry_point_serves_and_logs_json(write_env: EnvWriter) -> None:
