@@ -1,0 +1,267 @@
+"""Benchmark of the recognition pipeline v5.1 (``make bench-recognition``), JSON on stdout.
+
+- embedder: preprocessing + inference per image with the ONNX test model (FashionCLIP 2.0's
+  signature; the real weights cannot be downloaded here) on this CPU, p50/p95 (target p95 < 300 ms);
+- pgvector kNN over 235,000 embeddings (47,000 SKUs x 5 photos, clustered like catalog photos) with
+  the migration's HNSW index (m 16, ef_construction 64): ximilar-gw's query (LIMIT 60, ef_search
+  200), p50/p95 (alert p95 > 50 ms), recall@20 against the exact scan;
+- orchestrator overhead per request: the whole pipeline against zero-latency Ximilar/Gemini
+  simulators, so everything measured is the orchestrator + ximilar-gw + llm-reranker + embedder +
+  databases on this machine, not provider latency.
+
+Everything runs on loopback with throwaway servers (PostgreSQL 16 + pgvector via pgserver, Redis).
+``--skip-knn`` / ``--skip-pipeline`` / ``--rows N`` for quicker runs. GPU: not measured here (no
+CUDA provider on this machine); on a GPU host set ONNX_PROVIDERS=CUDAExecutionProvider.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import struct
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+
+REPO = Path(__file__).resolve().parents[1]
+NN_SQL = "SELECT id FROM unde_ai.sku_image_embeddings ORDER BY embedding <=> %s::vector LIMIT {limit}"
+sys.path.insert(0, str(REPO / "apps" / "recognition" / "src"))
+
+
+def pct(values: list[float], p: float) -> float:
+    return round(float(np.percentile(np.array(values), p)), 2)
+
+
+def bench_embedder(workdir: Path, runs: int) -> dict[str, Any]:
+    import onnxruntime as ort  # type: ignore[import-untyped]
+    from embedder.model import ImageEncoder
+    from embedder.testmodel import build_test_model
+    from recognition.simulators import solid_image
+
+    encoder = ImageEncoder(build_test_model(workdir / "m.onnx"))
+    rng = np.random.default_rng(1)
+    images = []
+    for _ in range(16):
+        r, g, b = (int(c) for c in rng.integers(0, 255, 3))
+        images.append(solid_image((600, 800), (r, g, b), stripes=int(rng.integers(0, 8))))
+    for img in images[:4]:
+        encoder.embed([img])
+    times = []
+    for i in range(runs):
+        t = time.perf_counter()
+        encoder.embed([images[i % len(images)]])
+        times.append((time.perf_counter() - t) * 1000)
+    t = time.perf_counter()
+    encoder.embed(images)
+    batch16 = (time.perf_counter() - t) * 1000
+    return {
+        "model": "test ONNX model with FashionCLIP 2.0's signature (Conv16/16 -> Gemm 512)",
+        "providers": encoder.providers,
+        "onnxruntime": ort.__version__,
+        "image": "600x800 RGB, preprocess (resize 224 bicubic, crop, normalise) + inference + L2",
+        "runs": runs,
+        "p50_ms": pct(times, 50),
+        "p95_ms": pct(times, 95),
+        "batch16_imgs_per_sec": round(16 / (batch16 / 1000), 1),
+        "target_p95_ms": 300,
+    }
+
+
+def _copy_binary(conn: psycopg.Connection[Any], vectors: np.ndarray, per_sku: int) -> None:
+    header = b"PGCOPY\n\xff\r\n\0" + struct.pack("!ii", 0, 0)
+    dim = vectors.shape[1]
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY unde_ai.sku_image_embeddings (sku, brand, image_url, image_index, embedding, model_version)"
+            " FROM STDIN WITH (FORMAT binary)"
+        ) as copy,
+    ):
+        copy.write(header)
+        buf = bytearray()
+        for i, vec in enumerate(vectors):
+            sku = f"SKU-{i // per_sku:06d}".encode()
+            brand = b"zara"
+            url = b"https://hel1.your-objectstorage.com/unde-images/originals/zara/x.jpg"
+            emb = struct.pack("!hh", dim, 0) + vec.astype(">f4").tobytes()
+            model = b"bench"
+            buf += struct.pack("!h", 6)
+            for field in (sku, brand, url):
+                buf += struct.pack("!i", len(field)) + field
+            buf += struct.pack("!ih", 2, i % per_sku)
+            buf += struct.pack("!i", len(emb)) + emb
+            buf += struct.pack("!i", len(model)) + model
+            if len(buf) > 8_000_000:
+                copy.write(bytes(buf))
+                buf.clear()
+        buf += struct.pack("!h", -1)
+        copy.write(bytes(buf))
+
+
+def bench_knn(workdir: Path, rows: int, queries: int) -> dict[str, Any]:
+    from recognition.testbed import migrate_database
+    from unde_common.testing import postgres_server
+    from ximilar_gw.app import KNN_SQL
+
+    per_sku = 5
+    rng = np.random.default_rng(7)
+    centers = rng.normal(size=(rows // per_sku, 512)).astype(np.float32)
+    vectors = np.repeat(centers, per_sku, axis=0) + rng.normal(scale=0.6, size=(rows, 512)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    with postgres_server(workdir / "pg") as pg:
+        dsn = migrate_database(pg.dsn, "bench_main", "unde_main")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("DROP INDEX unde_ai.idx_sku_image_embeddings_hnsw")
+            t = time.perf_counter()
+            _copy_binary(conn, vectors, per_sku)
+            load_s = time.perf_counter() - t
+            conn.execute("SET maintenance_work_mem = '1GB'")
+            conn.execute("SET max_parallel_maintenance_workers = 2")
+            t = time.perf_counter()
+            conn.execute(
+                "CREATE INDEX idx_sku_image_embeddings_hnsw ON unde_ai.sku_image_embeddings"
+                " USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)"
+            )
+            build_s = time.perf_counter() - t
+            conn.execute("VACUUM ANALYZE unde_ai.sku_image_embeddings")
+            size = conn.execute("SELECT pg_relation_size('unde_ai.idx_sku_image_embeddings_hnsw')").fetchone()
+            version = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+            picks = rng.choice(rows, size=queries, replace=False)
+            qs = vectors[picks] + rng.normal(scale=0.3, size=(queries, 512)).astype(np.float32)
+            qs /= np.linalg.norm(qs, axis=1, keepdims=True)
+            literals = ["[" + ",".join(f"{v:.6g}" for v in q) + "]" for q in qs]
+            times, recalls = [], []
+            for i, lit in enumerate(literals):
+                with conn.transaction():
+                    conn.execute("SET LOCAL hnsw.ef_search = 200")
+                    t = time.perf_counter()
+                    got = conn.execute(KNN_SQL, {"q": lit, "limit": 60}).fetchall()
+                    times.append((time.perf_counter() - t) * 1000)
+                if i < 20:
+                    with conn.transaction():
+                        conn.execute("SET LOCAL enable_indexscan = off")
+                        exact = conn.execute(
+                            NN_SQL.format(limit=20),
+                            (lit,),
+                        ).fetchall()
+                    with conn.transaction():
+                        conn.execute("SET LOCAL hnsw.ef_search = 200")
+                        approx = conn.execute(NN_SQL.format(limit=20), (lit,)).fetchall()
+                    recalls.append(len({r[0] for r in exact} & {r[0] for r in approx}) / 20)
+                assert len(got) == 60
+            plan = "\n".join(
+                r[0]
+                for r in conn.execute(
+                    "EXPLAIN " + NN_SQL.format(limit=60),
+                    (literals[0],),
+                ).fetchall()
+            )
+    return {
+        "rows": rows,
+        "skus": rows // per_sku,
+        "pgvector": version[0] if version else None,
+        "load_s": round(load_s, 1),
+        "hnsw_build_s": round(build_s, 1),
+        "hnsw_size_bytes": size[0] if size else None,
+        "queries": queries,
+        "query": "ximilar-gw KNN_SQL: LIMIT 60 photos, ef_search 200, joined with products",
+        "p50_ms": pct(times, 50),
+        "p95_ms": pct(times, 95),
+        "recall_at_20_ef200": round(float(np.mean(recalls)), 3),
+        "uses_hnsw": "idx_sku_image_embeddings_hnsw" in plan,
+        "alert_p95_ms": 50,
+    }
+
+
+def bench_pipeline(workdir: Path, requests: int) -> dict[str, Any]:
+    import redis as redis_lib
+    from recognition.pipeline import Pipeline, PipelineMetrics
+    from recognition.settings import RecognitionSettings
+    from recognition.testbed import recognition_bed
+    from unde_common.db import create_pool
+    from unde_common.metrics import AppMetrics
+    from unde_common.testing import postgres_server, redis_server
+
+    os.environ["UNDE_ENV_FILE"] = str(workdir / "empty.env")
+    (workdir / "empty.env").write_text("")
+    with (
+        postgres_server(workdir / "pg2") as pg,
+        redis_server(workdir / "redis") as redis_url,
+        recognition_bed(pg.dsn, redis_url, workdir / "bed") as bed,
+    ):
+        settings = RecognitionSettings.load(
+            ximilar_gw_url=bed.gateway(),
+            llm_reranker_url=bed.reranker_url,
+            database_url=bed.main_dsn,
+            staging_db_url=bed.staging_dsn,
+            celery_broker_url=bed.redis_url,
+            celery_result_backend=bed.redis_url,
+        )
+        p = Pipeline(
+            settings,
+            main_db=create_pool(bed.main_dsn, app_name="bench", wait=True),
+            staging_db=create_pool(bed.staging_dsn, app_name="bench", wait=True),
+            redis_client=redis_lib.Redis.from_url(bed.redis_url),
+            metrics=PipelineMetrics(AppMetrics("recognition", process_collectors=False)),
+        )
+        p.run(bed.photo_url)  # warm-up
+        totals: list[float] = []
+        steps: dict[str, list[float]] = {}
+        for _ in range(requests):
+            result = p.run(bed.photo_url)
+            assert result["status"] == "completed"
+            totals.append(float(result["total_ms"]))
+            with psycopg.connect(bed.main_dsn) as conn:
+                timings = conn.execute(
+                    "SELECT step_timings_ms FROM recognition_requests WHERE id = %s",
+                    (result["request_id"],),
+                ).fetchone()
+            for step, ms in (timings[0] if timings else {}).items():
+                steps.setdefault(step, []).append(float(ms))
+        p.close()
+    return {
+        "requests": requests,
+        "photo": "800x400, 3 items (exact / similar / style), catalog of 12 SKUs",
+        "providers": "Ximilar and Gemini simulators on loopback answering at once (no provider latency)",
+        "p50_ms": pct(totals, 50),
+        "p95_ms": pct(totals, 95),
+        "steps_p50_ms": {k: pct(v, 50) for k, v in steps.items()},
+        "note": "includes ximilar-gw, llm-reranker, the embedder (3 crops), both databases",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=235_000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--embed-runs", type=int, default=200)
+    parser.add_argument("--requests", type=int, default=20)
+    parser.add_argument("--skip-knn", action="store_true")
+    parser.add_argument("--skip-pipeline", action="store_true")
+    args = parser.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="unde-bench-recognition-"))
+    base.chmod(0o755)
+    out: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "gpu": "none (not measured)",
+        },
+        "embedder": bench_embedder(base, args.embed_runs),
+    }
+    if not args.skip_pipeline:
+        out["orchestrator"] = bench_pipeline(base, args.requests)
+    if not args.skip_knn:
+        out["pgvector_knn"] = bench_knn(base, args.rows, args.queries)
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
