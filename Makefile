@@ -73,5 +73,10 @@ lab: setup ## the main job: boot every lab host and run site.yml against invento
 	bash tools/lab_run.sh
 
 -include lab/lab.mk
+# Longer drills that do not fit CI's budget; each mk/ fragment adds its pieces as prerequisites
+# (`test-slow: test-slow-<capability>`). Documented in README.md; run before a release.
+.PHONY: test-slow
+test-slow: setup ## long drills outside CI: full failover/partition/restore scenarios (each fragment adds its own)
+
 # One fragment per capability (bench-*, test-slow pieces); each names its own targets.
 -include $(sort $(wildcard mk/*.mk))
