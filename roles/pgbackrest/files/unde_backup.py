@@ -114,7 +114,8 @@ def cmd_backup(args: argparse.Namespace, runner: Runner = run) -> int:
         print(f"{args.stanza}: replica (pg_is_in_recovery): the primary takes the backup. Nothing done.")
         return 0
     print(f"{args.stanza}: {args.type} backup to repo{args.repo} ...", flush=True)
-    out = runner(pgbackrest(args.stanza, f"--repo={args.repo}", f"--type={args.type}", "backup"))
+    extra = ["--no-archive-check"] if getattr(args, "no_archive_check", False) else []
+    out = runner(pgbackrest(args.stanza, f"--repo={args.repo}", f"--type={args.type}", *extra, "backup"))
     if out.strip():
         print(out.strip())
     info = parse_info(
@@ -321,6 +322,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     b = sub.add_parser("backup")
     b.add_argument("--type", choices=["full", "diff", "incr"], required=True)
     b.add_argument("--repo", type=int, default=1)
+    b.add_argument(
+        "--no-archive-check", action="store_true", help="the repository holds no WAL (shard snapshot, repo2)"
+    )
     g = sub.add_parser("gfs-expire")
     g.add_argument("--repo", type=int, default=1)
     g.add_argument("--daily", type=int, required=True)
