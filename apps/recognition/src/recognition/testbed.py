@@ -344,3 +344,104 @@ def recognition_bed(superuser_dsn: str, redis_url: str, workdir: Path) -> Iterat
             main, staging, redis_url.replace("/0", "/6"), images, f"{images}/img/street.png", host, ximilar,
             gemini, x_url, g_url, e_url, r_url, model, exits,
         )  # fmt: skip
+
+
+def _sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _insert(table: str, columns: str, values: list[str], *, raw_last: bool = False) -> str:
+    """One INSERT of the lab seed (our own constants, quoted; PostgreSQL casts the literals)."""
+    quoted = [_sql_literal(v) for v in values]
+    if raw_last:
+        quoted[-1] = values[-1]
+    return f"INSERT INTO {table} ({columns}) VALUES ({', '.join(quoted)});"  # noqa: S608
+
+
+def lab_assets(out: Path, base_url: str, model: Path) -> None:
+    """Files of the lab scenario (molecule/recognition): the images the simulators serve, their
+    scenario JSON, and the SQL that loads the catalog (production-db) and availability (staging-db)."""
+    import json
+
+    from embedder.model import ImageEncoder
+
+    images = out / "images"
+    (images / "catalog").mkdir(parents=True, exist_ok=True)
+    items = catalog()
+    vectors = ImageEncoder(model).embed([c.image for c in items])
+    skus = ", ".join(_sql_literal(c.sku) for c in items)
+    main_sql = [  # only the scenario's rows: the lab database is shared with other scenarios
+        f"DELETE FROM products WHERE sku IN ({skus});",  # noqa: S608
+        f"DELETE FROM unde_ai.sku_image_embeddings WHERE sku IN ({skus});",  # noqa: S608
+    ]
+    staging_sql = [
+        f"DELETE FROM raw_availability WHERE product_id IN ({skus});",  # noqa: S608
+        "INSERT INTO raw_stores (brand, store_id, name, mall_name) VALUES ('zara', 1, 'Zara Dostyk Plaza',"
+        " 'Dostyk Plaza'), ('mango', 2, 'Mango Mega', 'Mega'), ('bershka', 3, 'Bershka Mega', 'Mega')"
+        " ON CONFLICT (brand, store_id) DO NOTHING;",
+    ]
+    records = []
+    store = {"zara": 1, "mango": 2, "bershka": 3}
+    for c, vec in zip(items, vectors, strict=True):
+        c.image.save(images / "catalog" / f"{c.sku}.png")
+        url = f"{base_url}/img/catalog/{c.sku}.png"
+        literal = "[" + ",".join(f"{float(v):.7g}" for v in vec) + "]"
+        main_sql.append(
+            _insert(
+                "products",
+                "sku, brand, name, price, category, colour, image_url, image_urls, in_stock",
+                [
+                    c.sku,
+                    c.brand,
+                    c.name,
+                    "49.90",
+                    c.category,
+                    c.colour,
+                    url,
+                    json.dumps([url]),
+                    str(c.in_stock),
+                ],
+            )
+        )
+        main_sql.append(
+            _insert(
+                "unde_ai.sku_image_embeddings",
+                "sku, brand, image_url, image_index, embedding, model_version",
+                [c.sku, c.brand, url, "0", literal, "fashionclip-2.0-onnx"],
+            )
+        )
+        age = "1 hour" if c.in_stock else "2 days"
+        staging_sql.append(
+            _insert(
+                "raw_availability",
+                "brand, store_id, product_id, sizes_in_stock, fetched_at",
+                [c.brand, str(store[c.brand]), c.sku, '["S", "M"]', f"now() - interval '{age}'"],
+                raw_last=True,
+            )
+        )
+        records.append(
+            {"image": f"catalog/{c.sku}.png", "sku_id": c.sku, "brand": c.brand, "image_urls": [url]}
+        )
+    street_photo().save(images / "street.png")
+    scenario = {
+        "token": "lab-sim-token",
+        "collection": "unde-catalog",
+        "api_key": "lab-sim-key",
+        "detections": {"street.png": [[n, list(box), p] for n, box, p in PHOTO_ITEMS]},
+        "records": records,
+    }
+    (out / "scenario.json").write_text(json.dumps(scenario))
+    (out / "main.sql").write_text("\n".join(main_sql) + "\n")
+    (out / "staging.sql").write_text("\n".join(staging_sql) + "\n")
+
+
+if __name__ == "__main__":  # pragma: no cover - molecule/recognition prepare
+    import argparse
+
+    parser = argparse.ArgumentParser(description="write the lab scenario's assets")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--base-url", required=True)
+    parser.add_argument("--model", type=Path, required=True)
+    ns = parser.parse_args()
+    lab_assets(ns.out, ns.base_url.rstrip("/"), ns.model)
+    print(ns.out)
