@@ -22,7 +22,7 @@ import redis
 from recognition.pipeline import Pipeline, PipelineMetrics
 from recognition.settings import RecognitionSettings
 from recognition.testbed import Stack, recognition_bed
-from unde_common.db import create_pool
+from unde_common.db import PoolConfig, create_pool
 from unde_common.metrics import AppMetrics
 from unde_common.testing import PostgresHandle, free_port
 
@@ -273,3 +273,14 @@ def test_celery_worker_runs_recognize_photo(stack: Stack, tmp_path: Path) -> Non
             worker.wait(timeout=20)
         except subprocess.TimeoutExpired:
             worker.kill()
+
+
+def test_production_db_down_still_answers(sims: Stack, pipeline: Callable[..., Pipeline]) -> None:
+    p = pipeline()
+    p.main_db.close()
+    p.main_db = create_pool(
+        f"postgresql://u@127.0.0.1:{free_port()}/x", app_name="recognition", config=PoolConfig(timeout_s=1.0)
+    )
+    result = p.run(sims.photo_url)
+    assert result["status"] == "completed" and result["recorded"] is False
+    assert all(item["matches"] for item in result["items"])  # style band: the retrieval candidates

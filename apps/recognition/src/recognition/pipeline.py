@@ -568,8 +568,14 @@ class Pipeline:
         dl = _Deadline(budget_s if budget_s is not None else self.s.task_soft_time_limit_s - 1.5)
         steps = StepLog()
         record: dict[str, Any] = {"id": rid, "status": "completed", "error": None}
-        with self.main_db.connection() as conn:
-            conn.execute(INSERT_SQL, (rid, _uuid_or_none(user_id), photo_url))
+        inserted = True
+        try:
+            with self.main_db.connection() as conn:
+                conn.execute(INSERT_SQL, (rid, _uuid_or_none(user_id), photo_url))
+        except Exception as exc:  # production DB down: the user still gets the result, the log says why
+            inserted = False
+            self.m.errors.labels("record").inc()
+            log.error("recognition_requests row not written", extra={"request_id": rid, "error": str(exc)})
         result: dict[str, Any] = {"request_id": rid, "photo_url": photo_url, "items": []}
         items: list[dict[str, Any]] = []
         found: list[dict[str, Any]] = []
@@ -597,7 +603,16 @@ class Pipeline:
             result["error"] = "time limit reached"
         total = round((time.perf_counter() - start) * 1000)
         result.update(status=record["status"], total_ms=total, steps=steps.results)
-        self._finish(record, steps, items, found, kept, tags, final, booster, xtag, total)
+        try:
+            if inserted:
+                self._finish(record, steps, items, found, kept, tags, final, booster, xtag, total)
+        except SoftTimeLimitExceeded:
+            raise
+        except Exception as exc:
+            inserted = False
+            self.m.errors.labels("record").inc()
+            log.error("recognition_requests row not updated", extra={"request_id": rid, "error": str(exc)})
+        result["recorded"] = inserted
         self._publish(rid, {"step": "done", "status": record["status"]})
         self._stats(booster, xtag, checked, passed)
         self.m.duration.observe(total)
