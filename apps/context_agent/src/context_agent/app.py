@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 
 from context_agent import __version__
 from context_agent.cache import StaleCache
@@ -86,7 +87,7 @@ def create(settings: ContextAgentSettings | None = None) -> FastAPI:
     )
 
     @app.post("/context", tags=["context"])
-    async def context(req: ContextRequest) -> dict[str, Any]:
+    async def context(req: ContextRequest) -> JSONResponse:
         now = (req.moment() or datetime.now(UTC)).astimezone(UTC)
         geo = resolve(req.lat, req.lng, req.mall_id, req.floor)
         mall = geo.mall
@@ -114,7 +115,7 @@ def create(settings: ContextAgentSettings | None = None) -> FastAPI:
         for source, st in status.items():
             m_status.labels(source, st).inc()
         errors = {k: v.error for k, v in (("weather", got_weather), ("events", got_events)) if v and v.error}
-        return {
+        frame = {
             "context_frame_id": str(uuid.uuid4()),
             "timestamp": local.isoformat(timespec="seconds"),
             "location": {
@@ -135,5 +136,6 @@ def create(settings: ContextAgentSettings | None = None) -> FastAPI:
             "data_status": status,
             **({"data_errors": errors} if errors else {}),
         }
+        return JSONResponse(frame)
 
     return app

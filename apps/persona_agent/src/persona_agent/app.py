@@ -114,9 +114,10 @@ def create(settings: PersonaAgentSettings | None = None) -> FastAPI:
         assert_compatible(body_version if body_version is not None else header)
 
     @app.post("/persona", tags=["persona"])
-    async def persona(req: PersonaRequest, x_persona_contract: ContractHeader = None) -> dict[str, Any]:
+    async def persona(req: PersonaRequest, x_persona_contract: ContractHeader = None) -> JSONResponse:
         check_contract(req.contract_version, x_persona_contract)
-        return await service.persona(req)
+        # plain JSON types already: skip FastAPI's jsonable_encoder walk (hot path)
+        return JSONResponse(await service.persona(req))
 
     @app.post("/persona/feedback", tags=["persona"])
     async def feedback(req: FeedbackRequest, x_persona_contract: ContractHeader = None) -> Any:
