@@ -212,5 +212,11 @@ def test_http_api_and_a_worker_that_resumes_after_a_crash(
                 worker.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 worker.kill()
-    for name in ("embed_batch_throughput_imgs_sec", "embed_batch_job_duration_sec", "embed_batch_errors 1.0"):
+    for name in (
+        "embed_batch_throughput_imgs_sec",
+        "embed_batch_job_duration_sec",
+        "embed_batch_errors 1.0",
+        "sku_image_embeddings_count 9.0",
+        "sku_image_embeddings_hnsw_size_bytes",
+    ):
         assert name in metrics, name

@@ -8,7 +8,8 @@
 
 Metrics (spec 01 §19), read from the job state at scrape time: ``embed_batch_throughput_imgs_sec``
 (alert < 3), ``embed_batch_job_duration_sec`` (alert > 86400), ``embed_batch_errors`` and
-``embed_batch_error_ratio`` (alert > 5%), ``embed_batch_progress_ratio``.
+``embed_batch_error_ratio`` (alert > 5%), ``embed_batch_progress_ratio``; and the production DB's
+``sku_image_embeddings_count`` and ``sku_image_embeddings_hnsw_size_bytes`` (alert > 20 GB).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import redis
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -101,6 +103,33 @@ class JobCollector(Collector):
             yield GaugeMetricFamily(name, doc, value=float(value))
 
 
+class EmbeddingsCollector(Collector):
+    """``sku_image_embeddings_count`` and ``sku_image_embeddings_hnsw_size_bytes`` (spec 01 §19,
+    "Production DB"; alert > 20 GB), read from the production DB when Prometheus scrapes."""
+
+    def __init__(self, dsn: str, timeout_s: int) -> None:
+        self.dsn = dsn
+        self.timeout_s = timeout_s
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            with psycopg.connect(self.dsn, connect_timeout=self.timeout_s, prepare_threshold=None) as conn:
+                row = conn.execute(
+                    "SELECT count(*), pg_relation_size('unde_ai.idx_sku_image_embeddings_hnsw')"
+                    " FROM unde_ai.sku_image_embeddings"
+                ).fetchone()
+        except psycopg.Error:
+            return
+        if row is None:
+            return
+        yield GaugeMetricFamily(
+            "sku_image_embeddings_count", "Rows of unde_ai.sku_image_embeddings.", value=row[0]
+        )
+        yield GaugeMetricFamily(
+            "sku_image_embeddings_hnsw_size_bytes", "Size of idx_sku_image_embeddings_hnsw.", value=row[1]
+        )
+
+
 def create(settings: EmbedBatchSettings | None = None) -> FastAPI:
     """The FastAPI app (uvicorn factory ``embed_batch.app:create``)."""
     settings = settings or EmbedBatchSettings.load()
@@ -113,6 +142,9 @@ def create(settings: EmbedBatchSettings | None = None) -> FastAPI:
     jobs = JobStore(client)
     metrics = AppMetrics(settings.app_name, version=__version__)
     metrics.registry.register(JobCollector(jobs))
+    metrics.registry.register(
+        EmbeddingsCollector(settings.production_db_url.get_secret_value(), settings.db_connect_timeout_s)
+    )
     checks: dict[str, Check] = {
         **pools.checks(settings.health_check_timeout_s),
         "redis": redis_check(settings.redis_url, timeout_s=settings.health_check_timeout_s),
