@@ -115,13 +115,16 @@ def login_dsn(pg: PostgresHandle, database: str, user: str, groups: Sequence[str
 # --------------------------------------------------------------------------- images
 
 
-def jpeg_bytes(width: int, height: int, seed: str = "x", *, fmt: str = "JPEG") -> bytes:
-    """A deterministic test picture (solid colour from ``seed`` with a darker band)."""
+def jpeg_bytes(width: int, height: int, seed: str = "x", *, fmt: str = "JPEG", texture: float = 0.0) -> bytes:
+    """A test picture (colour from ``seed`` with a darker band); ``texture`` (0..1) blends in noise so
+    the JPEG is as large as a real catalog photo (0.15 at 1200x1600 is about 300 KB)."""
     from PIL import Image, ImageDraw
 
     digest = hashlib.sha256(seed.encode()).digest()
     img = Image.new("RGB", (width, height), (digest[0], digest[1], digest[2]))
     ImageDraw.Draw(img).rectangle((0, height // 3, width, height // 2), fill=(digest[3] // 2, 20, 40))
+    if texture > 0:
+        img = Image.blend(img, Image.effect_noise((width, height), 20).convert("RGB"), texture)
     out = io.BytesIO()
     img.save(out, fmt, quality=90) if fmt == "JPEG" else img.save(out, fmt)
     return out.getvalue()
@@ -139,7 +142,8 @@ class ImageHostSimulator:
     ``garbage`` (``image/jpeg`` that is not an image), ``tiny`` (a 10x10 JPEG).
     ``hits[path]`` counts requests per path."""
 
-    def __init__(self) -> None:
+    def __init__(self, texture: float = 0.0) -> None:
+        self.texture = texture
         self.hits: defaultdict[str, int] = defaultdict(int)
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, int, int, str], bytes] = {}
@@ -154,10 +158,12 @@ class ImageHostSimulator:
         return f"{base}/img/{fault}/{name}?{query}"
 
     def _image(self, name: str, w: int, h: int, fmt: str = "JPEG") -> bytes:
+        if self.texture:  # textured pictures are slow to make: eight of them serve every name
+            name = f"t{hashlib.sha256(name.encode()).digest()[0] % 8}"
         key = (name, w, h, fmt)
         with self._lock:
             if key not in self._cache:
-                self._cache[key] = jpeg_bytes(w, h, name, fmt=fmt)
+                self._cache[key] = jpeg_bytes(w, h, name, fmt=fmt, texture=self.texture)
             return self._cache[key]
 
     async def _asgi(
