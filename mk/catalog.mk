@@ -9,4 +9,4 @@ molecule-catalog: ## molecule scenario catalog (5 app hosts + push; push shared 
 	flock /tmp/unde-lab-dbhosts.lock env PATH=$(CURDIR)/.venv/bin:$$PATH molecule test -s catalog
 
 bench-catalog: ## photos downloaded+uploaded/s, collages/s, memory peak per worker, weekly cycle vs schedule window; JSON
-	.venv/bin/python bench/catalog.py
+	@.venv/bin/python bench/catalog.py
