@@ -72,8 +72,13 @@ def test_embedder_answers_a_unit_vector(lab: Any) -> None:
     embedder = lab.private_ip("embedder")
     body = json.dumps({"image_url": f"{SIM}/img/street.png#xywh=40,50,200,300"})
     res = lab.host("ximilar-gw").run(
-        "curl -sS -m 20 -H 'content-type: application/json' -d %s http://%s:8003/embed", body, embedder
+        "/opt/unde/ximilar_gw/venv/bin/python -c %s %s %s",
+        "import httpx, sys; print(httpx.post(sys.argv[1], content=sys.argv[2],"
+        " headers={'content-type': 'application/json'}, timeout=30).text)",
+        f"http://{embedder}:8003/embed",
+        body,
     )
+    assert res.rc == 0, res.stderr
     answer = json.loads(res.stdout)
     assert answer["dim"] == 512 and len(answer["embedding"]) == 512
     assert abs(sum(v * v for v in answer["embedding"]) - 1.0) < 1e-3
