@@ -12,7 +12,8 @@ Settings come as one JSON object on stdin (passwords never on the command line).
 ``duration_s`` or when ``stop_file`` appears, then checks on the primary of that moment which
 acknowledged ids are missing, and prints one JSON object:
 
-``acked`` (count), ``acked_by`` (host -> count), ``errors``, ``outages`` (list of
+``acked`` (count), ``acked_by`` (host -> count), ``errors``, ``connect_errors``, ``last_error``,
+``outages`` (list of
 {start, end, seconds, from_host, to_host}: first failed insert to the next acknowledged one),
 ``missing_ids`` (acknowledged but absent on the final primary, with the host that acknowledged
 them), ``final_host``, ``rate_per_s`` (achieved), ``first_ack``/``last_ack`` (unix time).
@@ -92,6 +93,8 @@ def main() -> int:
     acked: list[tuple[str, str, str, float]] = []  # (conversation, id, host, time)
     outages: list[dict[str, Any]] = []
     errors = 0
+    connect_errors = 0
+    last_error = ""
     outage_start: float | None = None
     outage_from = ""
     conn = None
@@ -107,8 +110,10 @@ def main() -> int:
             try:
                 conn = connect(conf, *target)
                 host = target[0]
-            except psycopg2.Error:
+            except psycopg2.Error as exc:
                 conn = None
+                connect_errors += 1
+                last_error = str(exc).strip()
                 time.sleep(RETRY_S)
                 continue
         conversation = conversations[n % len(conversations)]
@@ -119,8 +124,9 @@ def main() -> int:
                     "INSERT INTO messages (id, conversation_id, role, content) VALUES (%s, %s, 'user', %s)",
                     (msg_id, conversation, f"failover load {n}"),
                 )
-        except psycopg2.Error:
+        except psycopg2.Error as exc:
             errors += 1
+            last_error = str(exc).strip()
             if outage_start is None:
                 outage_start, outage_from = time.time(), host
             with contextlib.suppress(psycopg2.Error):
@@ -183,6 +189,8 @@ def main() -> int:
                 "acked": len(acked),
                 "acked_by": by_host,
                 "errors": errors,
+                "connect_errors": connect_errors,
+                "last_error": last_error,
                 "outages": outages,
                 "open_outage_since": outage_start,
                 "missing_ids": missing,
