@@ -85,8 +85,14 @@ def test_preferred_primary_leads_and_replica_streams_through_its_slot(ha: Module
 
 
 def test_rest_api_refuses_unsafe_calls_without_the_password(ha: ModuleType) -> None:
-    res = ha.ssh(REPLICA, "curl -s -o /dev/null -w '%{http_code}' -X POST http://198.19.0.10:8008/restart")
-    assert res.stdout == "401"
+    probe = (
+        'python3 -c "import urllib.request, urllib.error\n'
+        "try:\n urllib.request.urlopen(\n"
+        "  urllib.request.Request('http://198.19.0.10:8008/restart', method='POST'))\n"
+        'except urllib.error.HTTPError as e:\n print(e.code)"'
+    )
+    res = ha.ssh(REPLICA, probe)
+    assert res.stdout.strip() == "401", res.stdout + res.stderr
 
 
 @pytest.mark.journal("patroni-routing")

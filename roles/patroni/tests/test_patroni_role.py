@@ -3,7 +3,8 @@
 * ``meta/argument_specs.yml`` (entry point ``main``) names exactly the variables of
   ``defaults/main.yml`` with the same defaults and a description each;
 * the routing callback's compare-and-set (Lua) runs on a real Redis (``redis_url`` fixture): a newer
-  timeline replaces the entry, an older one never does, the same entry is left alone.
+  timeline replaces the entry, an older one of the same cluster never does, the same entry is left
+  alone, a re-initialised cluster (other system identifier) replaces it.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ def test_routing_cas_never_goes_back_in_timeline(redis_url: str) -> None:
     key = "shard:0"
     client.delete(key)
 
-    def write(timeline: int, host: str, member: str) -> int:
-        return int(cas(keys=[key], args=[timeline, host, 5432, member, 1700000000 + timeline, 6432]))
+    def write(timeline: int, host: str, member: str, sysid: str = "7710915998469784345") -> int:
+        return int(cas(keys=[key], args=[timeline, host, 5432, member, 1700000000 + timeline, 6432, sysid]))
 
     assert write(1, "198.19.0.10", "local-shard-0") == 1
     assert write(1, "198.19.0.10", "local-shard-0") == 0  # unchanged: no write
@@ -55,3 +56,6 @@ def test_routing_cas_never_goes_back_in_timeline(redis_url: str) -> None:
     assert entry["timeline"] == "2"
     assert write(3, "198.19.0.10", "local-shard-0") == 1  # failback by switchover
     assert client.hget(key, "member") == "local-shard-0"
+    # a re-initialised cluster (new system identifier) starts again at timeline 1 and replaces it
+    assert write(1, "198.18.1.10", "shard-replica-0", sysid="7999999999999999999") == 1
+    assert client.hget(key, "timeline") == "1"
