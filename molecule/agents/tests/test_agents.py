@@ -14,14 +14,18 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 from typing import Any
 
 import httpx
 import pytest
-from conftest import lab_host, private_ip  # type: ignore[attr-defined]
 from testinfra.host import Host  # type: ignore[import-untyped]
 
+# loaded by this directory's conftest.py (the default scenario's helpers: ssh to the lab hosts)
+_default = sys.modules["unde_molecule_default_conftest"]
+lab_host = _default.lab_host
+private_ip = _default.private_ip
 pytestmark = pytest.mark.lab
 
 AGENTS = {
