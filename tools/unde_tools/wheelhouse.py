@@ -14,7 +14,8 @@ CPython version, and the role copies them and installs with ``pip --no-index``. 
 4. ``requirements.lock`` lists ``name==version`` of everything, and ``wheelset.sha256`` is a digest
    of the wheel files, the role's "what is installed" marker.
 
-Output: ``<out>/<app>-cp<XY>/`` (wheels, requirements.lock, wheelset.sha256); prints one JSON line.
+Output: ``<out>/<app>-cp<XY>/`` (wheels, requirements.lock, wheelset.sha256, and all of them in one
+deterministic ``wheelhouse.tar``, the file the role copies); prints one JSON line.
 Usage: ``python -m unde_tools.wheelhouse --app persona_agent --python 3.13 --out .cache/wheelhouse``.
 """
 
@@ -29,6 +30,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tomllib
 from pathlib import Path
 
@@ -164,6 +166,22 @@ def _download(pins: list[str], dest: Path, python: str) -> None:
         shutil.rmtree(built)
 
 
+def _pack(src: Path, archive: Path) -> None:
+    """One deterministic tar of the wheelhouse (sorted names, fixed owner and mtime): the role
+    copies a single file, and an unchanged wheelset gives a byte-identical archive."""
+    with tarfile.open(archive, "w", format=tarfile.PAX_FORMAT) as tar:
+        for path in sorted(src.iterdir()):
+            if path == archive or not path.is_file():
+                continue
+            info = tar.gettarinfo(str(path), arcname=path.name)
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            info.mtime = 315532800
+            info.mode = 0o644
+            with path.open("rb") as fh:
+                tar.addfile(info, fh)
+
+
 def build(app: str, python: str, out: Path) -> dict[str, object]:
     if not re.fullmatch(r"3\.\d+", python):
         raise WheelhouseError(f"--python must look like 3.13, got {python!r}")
@@ -205,6 +223,7 @@ def build(app: str, python: str, out: Path) -> dict[str, object]:
         for wheel in wheels:
             digest.update(wheel.name.encode() + b"\0" + hashlib.sha256(wheel.read_bytes()).digest())
         (work / "wheelset.sha256").write_text(digest.hexdigest() + "\n")
+        _pack(work, work / "wheelhouse.tar")
         shutil.rmtree(target, ignore_errors=True)
         work.rename(target)
     return {
@@ -212,6 +231,7 @@ def build(app: str, python: str, out: Path) -> dict[str, object]:
         "distribution": dist,
         "python": python,
         "path": str(target),
+        "archive": str(target / "wheelhouse.tar"),
         "wheels": len(wheels),
         "wheelset": digest.hexdigest(),
     }
