@@ -241,6 +241,9 @@ def failover(
     result: dict[str, Any] = {
         "rate_target_per_s": rate,
         "rate_achieved_per_s": load["rate_per_s"],
+        "rate_before_kill_per_s": round(
+            int(load["acked_by"].get(ADDR[PRIMARY], 0)) / max(t_kill - (load["first_ack"] or t_kill), 1e-3), 1
+        ),
         "acked_total": load["acked"],
         "acked_by_old_primary": old_acked,
         "acked_by_new_primary": int(load["acked_by"].get(ADDR[REPLICA], 0)),
