@@ -64,7 +64,9 @@ def test_tasks_carry_the_three_tags(role: str) -> None:
 def _unit_templates() -> list[Path]:
     found = []
     for path in sorted((REPO / "roles").glob("*/templates/**/*")):
-        if path.is_file() and re.search(r"^\[Service\]", path.read_text(), re.MULTILINE):
+        if not path.is_file() or "__pycache__" in path.parts or path.suffix == ".pyc":
+            continue
+        if re.search(r"^\[Service\]", path.read_text(errors="replace"), re.MULTILINE):
             found.append(path)
     return found
 
