@@ -1,7 +1,7 @@
 """Golden tests of the persona rule engine: every case's full output (directive, voice, avatar,
 render hints, debug) must equal ``golden/<case>.json`` exactly. Any behaviour change fails here;
 regenerate deliberately with
-``UNDE_UPDATE_GOLDEN=1 pytest apps/persona_agent/tests/test_persona_golden.py`` and review the diff."""
+``UNDE_UPDATE_GOLDEN=1 pytest apps/persona_agent/tests/test_persona_agent_golden.py`` and review the diff."""
 
 from __future__ import annotations
 
