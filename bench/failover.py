@@ -50,6 +50,7 @@ ADDR = {
 PRIMARY, REPLICA, CLIENT, REDIS = "local-shard-0", "shard-replica-0", "local-app", "local-redis"
 PATRONICTL = "patronictl -c /etc/patroni/config.yml"
 STOP_FILE = "/root/failover_load.stop"  # on the client host
+SWITCH_MIN_HEALTHY_S = 5  # the lab's healthy period before a switchback (production: 600)
 SSH_OPTS = [
     "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
     "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=5",
@@ -269,7 +270,9 @@ def failover(
     result["rejoin_s"] = round(time.monotonic() - t_up, 3)
     if switch_back:
         t_sw = time.monotonic()
-        sw = switchover(PRIMARY)
+        # switchover.yml refuses a candidate that has streamed for less than its healthy period
+        time.sleep(SWITCH_MIN_HEALTHY_S + 1)
+        sw = switchover(PRIMARY, SWITCH_MIN_HEALTHY_S)
         if sw.returncode != 0:
             raise RuntimeError(f"switchover back failed:\n{sw.stdout[-4000:]}{sw.stderr[-2000:]}")
         wait("preferred primary leads again", lambda: healthy(cluster(), PRIMARY), 120, 1)

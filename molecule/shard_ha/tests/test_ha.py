@@ -160,7 +160,9 @@ def test_partition_of_the_local_site_demotes_the_local_primary(
     assert ha.timeline(ha.cluster()) > tl_before
     # the timer publishes the Helsinki leader once local-redis is reachable again
     ha.wait("routing names the replica", lambda: ha.routing(secrets).get("host") == ha.ADDR[REPLICA], 60, 1)
-    time.sleep(1)
-    sw = ha.switchover(PRIMARY)
+    time.sleep(
+        ha.SWITCH_MIN_HEALTHY_S + 1
+    )  # the runbook refuses a candidate that only just started streaming
+    sw = ha.switchover(PRIMARY, ha.SWITCH_MIN_HEALTHY_S)
     assert sw.returncode == 0, sw.stdout[-3000:]
     ha.wait("preferred primary leads again", lambda: ha.healthy(ha.cluster(), PRIMARY), 120, 1)
