@@ -67,7 +67,7 @@ bench-hybrid-search: ## shard hybrid search on 200k+ messages: p50/p95/p99, reca
 test-lab-full: ## make lab on all hosts, a second converge that changes nothing, every host running; then lab down
 	bash tools/lab_ci.sh
 
-test: setup lint syntax-check validate test-python test-lab test-molecule test-lab-full ## everything CI runs (fresh Debian machine)
+test: setup lint syntax-check validate test-python test-lab test-molecule ## everything CI runs (fresh Debian machine); longer drills: make test-slow
 
 lab: setup ## the main job: boot every lab host and run site.yml against inventories/lab
 	bash tools/lab_run.sh
@@ -76,7 +76,8 @@ lab: setup ## the main job: boot every lab host and run site.yml against invento
 # Longer drills that do not fit CI's budget; each mk/ fragment adds its pieces as prerequisites
 # (`test-slow: test-slow-<capability>`). Documented in README.md; run before a release.
 .PHONY: test-slow
-test-slow: setup ## long drills outside CI: full failover/partition/restore scenarios (each fragment adds its own)
+test-slow: setup ## long drills outside CI: the full lab twice, molecule backups/catalog/recognition/agents/shard_ha (fragments add theirs)
+test-slow: test-lab-full molecule-backups molecule-catalog molecule-recognition molecule-agents
 
 # One fragment per capability (bench-*, test-slow pieces); each names its own targets.
 -include $(sort $(wildcard mk/*.mk))
