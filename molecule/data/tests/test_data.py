@@ -753,7 +753,8 @@ def test_replication_only_from_the_shard_partner(lab: Any, secrets: dict[str, An
 
 def test_converge_applies_the_playbooks_roles() -> None:
     """converge.yml runs the roles of playbooks/base.yml and of the three DB playbooks on the
-    database servers in two plays (tests/../converge.yml): they must be the same roles."""
+    database servers in two plays (tests/../converge.yml): they must be the same roles (the shards'
+    playbook adds Patroni, which molecule/shard_ha covers)."""
 
     def roles(play: dict[str, Any]) -> list[str]:
         return [r if isinstance(r, str) else r["role"] for r in play["roles"]]
@@ -765,14 +766,18 @@ def test_converge_applies_the_playbooks_roles() -> None:
     for playbook, hosts in (
         ("staging_db.yml", "staging_db"),
         ("production_db.yml", "production_db"),
-        ("shards.yml", "shard_primary:shard_replica"),
     ):
         (play,) = yaml.safe_load((REPO / "playbooks" / playbook).read_text())
         assert play["hosts"] == hosts
         assert play["become"] is True
         assert roles(play) == roles(db_play), playbook
+    # The shards run the same roles with Patroni in between (postgresql_patroni: true); this scenario
+    # converges the shard without Patroni (roles/postgresql's own cluster), molecule/shard_ha with it.
     (shards,) = yaml.safe_load((REPO / "playbooks" / "shards.yml").read_text())
-    assert shards["roles"] == db_play["roles"]  # pgbouncer only where the group says
+    assert shards["hosts"] == "shard_primary:shard_replica"
+    assert shards["vars"]["postgresql_patroni"] is True
+    # pgbouncer only where the group says
+    assert [r for r in shards["roles"] if r != "patroni"] == db_play["roles"]
 
 
 # ----------------------------------------------- handlers and the vault check (run last: they converge)
