@@ -112,6 +112,7 @@ TABLES = {
         "relationship_stage": "user_id",
         "persona_temp_blocks": "user_id",
         "signal_daily_deltas": "user_id",
+        "persona_profiles": "user_id",
     },
 }
 ALL = "SIUD"
@@ -149,7 +150,10 @@ GRANTS: dict[str, dict[str, dict[str, Any]]] = {
             "raw_products": (
                 "S",
                 ["ximilar_status", "ximilar_synced_at", "ximilar_error_message", "ximilar_attempts"],
-            )
+            ),
+            # store metadata for the Ximilar records (migration 0003)
+            "raw_availability": "S",
+            "raw_stores": "S",
         },
         "collage": {
             "raw_products": ("S", ["collage_url", "image_status", "error_message", "collage_attempts"])
@@ -176,6 +180,8 @@ GRANTS: dict[str, dict[str, dict[str, Any]]] = {
         "embed_writer": {
             "unde_ai.sku_image_embeddings": ("SI", ["image_url", "brand", "embedding", "model_version"]),
             "products": "S",
+            # SELECT (id, final_matches, created_at) only (migration 0004): enough for the probe
+            "recognition_requests": "S",
         },
         "pgvector_reader": {"unde_ai.sku_image_embeddings": "S", "products": "S"},
         "readonly": {"events": "S", "products": "S"},
@@ -187,6 +193,7 @@ GRANTS: dict[str, dict[str, dict[str, Any]]] = {
             "relationship_stage": ALL,
             "persona_temp_blocks": ALL,
             "signal_daily_deltas": ALL,
+            "persona_profiles": ALL,
             "user_knowledge": "S",
         },
         "readonly": {t: "S" for t in SHARD_TABLES if t != "user_keys"},
@@ -392,7 +399,7 @@ def test_staging_schema(lab: Any) -> None:
         "WHERE c.conrelid = 'raw_availability'::regclass AND c.contype = 'u'",
     )
     assert unique == "brand,store_id,product_id,fetched_on"
-    assert superuser(node, "unde_staging", "SELECT count(*) FROM schema_migrations") == "2"
+    assert superuser(node, "unde_staging", "SELECT count(*) FROM schema_migrations") == "3"
 
 
 def test_production_schema(lab: Any) -> None:
@@ -424,7 +431,7 @@ def test_production_schema(lab: Any) -> None:
     assert (
         superuser(node, "unde_main", "SELECT extname FROM pg_extension WHERE extname = 'vector'") == "vector"
     )
-    assert superuser(node, "unde_main", "SELECT count(*) FROM schema_migrations") == "3"
+    assert superuser(node, "unde_main", "SELECT count(*) FROM schema_migrations") == "4"
 
 
 def test_shard_schema(lab: Any) -> None:
@@ -443,7 +450,7 @@ def test_shard_schema(lab: Any) -> None:
         "|| ':' || (SELECT count(*) FROM pg_inherits WHERE inhparent = 'messages'::regclass)",
     )
     assert partitions == "h:64"
-    assert superuser(node, "unde_shard", "SELECT count(*) FROM schema_migrations") == "3"
+    assert superuser(node, "unde_shard", "SELECT count(*) FROM schema_migrations") == "4"
 
 
 # ---------------------------------------------------------------------- each user, each table
