@@ -138,7 +138,7 @@ def test_metrics_of_a_real_primary(runner: ModuleType, pg: Postgres, tmp_path: P
     body = runner.render_metrics("shard-0", "shard", sets, state, NOW)
     values = dict(re.findall(r"^(\w+\{[^}]*\}) (\S+)$", body, re.M))
     assert float(values['basebackup_last_age_hours{stanza="shard-0"}']) == pytest.approx(3.0)
-    assert values['local_snapshot_age_hours{stanza="shard-0"}'] == "+Inf"
+    assert values['local_snapshot_age_hours{role="primary",stanza="shard-0"}'] == "+Inf"
     assert values['replica_up{role="primary",stanza="shard-0"}'] == "0.0"
     assert values['replication_lag_seconds{role="primary",stanza="shard-0"}'] == "0.0"
     slot = 'replication_slot_wal_bytes{active="false",role="primary",slot="shard_replica_0",stanza="shard-0"}'

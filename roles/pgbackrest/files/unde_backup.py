@@ -190,6 +190,10 @@ def _value(value: float) -> str:
     return repr(float(value))
 
 
+def _role(replication: dict[str, Any]) -> str:
+    return "replica" if replication["in_recovery"] else "primary"
+
+
 def render_metrics(
     stanza: str,
     kind: str,
@@ -229,14 +233,17 @@ def render_metrics(
             "Hours since the newest base backup of the shard finished (Object Storage); +Inf when none.",
             [(base, age("objstore"))],
         )
+        # Only the leader takes snapshots (on its own NVMe): the role label lets the alert look at
+        # the primary's age, not at a replica that has never led (+Inf there is expected).
+        snap = base if replication is None else {**base, "role": _role(replication)}
         gauge(
             "local_snapshot_age_hours",
-            "Hours since the newest local lz4 snapshot finished (NVMe); +Inf when none.",
-            [(base, age("snapshot"))],
+            "Hours since the newest local lz4 snapshot on this host's NVMe finished (taken by the leader"
+            " only; alert on role=primary); +Inf when none.",
+            [(snap, age("snapshot"))],
         )
     if replication is not None:
-        role = "replica" if replication["in_recovery"] else "primary"
-        rl = {**base, "role": role}
+        rl = {**base, "role": _role(replication)}
         gauge(
             "replication_lag_seconds",
             "Replication lag: replica: replay delay (0 when caught up); primary: largest replay_lag.",
