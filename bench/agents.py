@@ -11,6 +11,14 @@ clients send a bounded number of requests:
 - ``paced``: the clients together offer ``--rate`` requests/s (the latency a caller sees at that load).
 
 Plus the persona rule engine in-process (validation + rules + JSON). Prints one JSON document.
+
+The load generator shares the machine's CPUs with the agents, so each run also reports what it
+cost and what the servers saw: ``client_cpu_ms_per_request`` (this process's CPU time per answered
+request), ``server_cpu_ms_per_request`` (the agent's uvicorn processes, from /proc), and
+``server_side`` — the agents' own request-duration histogram (``/metrics``, prometheus multiprocess
+mode across the workers, measured from the first ASGI middleware to the last byte handed to the
+socket): the share of requests answered within 5 ms and bucket upper bounds of p50/p95/p99. Client
+latency minus server-side time is queueing in the kernel, the event loops and the client itself.
 Spec targets (p95): persona 15 ms, mood 200 ms, context 100 ms; goal: persona p95 ≤ 5 ms over HTTP.
 """
 
@@ -135,19 +143,25 @@ def migrate(host: str, database: str, schema: str, psql: str) -> None:
     runner.migrate(run, REPO / "files/sql" / schema)
 
 
+SERVER_PIDS: dict[str, int] = {}
+
+
 @contextmanager
 def agent(module: str, env: dict[str, str], workdir: Path, port: int) -> Iterator[str]:
     env_file = workdir / f"{module}.env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     os.chmod(env_file, 0o600)
     log = (workdir / f"{module}.log").open("w")
+    prom = workdir / f"{module}.prom"  # one registry across the uvicorn workers
+    prom.mkdir()
     proc = subprocess.Popen(
         [sys.executable, "-m", module],
-        env={**os.environ, "UNDE_ENV_FILE": str(env_file)},
+        env={**os.environ, "UNDE_ENV_FILE": str(env_file), "PROMETHEUS_MULTIPROC_DIR": str(prom)},
         stdout=log,
         stderr=log,
     )
     url = f"http://127.0.0.1:{port}"
+    SERVER_PIDS[url] = proc.pid
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -163,6 +177,7 @@ def agent(module: str, env: dict[str, str], workdir: Path, port: int) -> Iterato
             time.sleep(0.2)
         yield url
     finally:
+        SERVER_PIDS.pop(url, None)
         proc.terminate()
         try:
             proc.wait(timeout=20)
@@ -239,8 +254,67 @@ class RawClient:
             self.writer.close()
 
 
+def tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its descendants (live ones), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+_SAMPLE = re.compile(r"^(\w+)_http_request_duration_seconds_bucket\{([^}]*)\} (\S+)$", re.M)
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def histogram(base_url: str, route: str) -> dict[float, float]:
+    """Cumulative bucket counts (upper bound in s → requests) of the agent's POST ``route``
+    request-duration histogram."""
+    text = httpx.get(base_url + "/metrics", timeout=10).text
+    out: dict[float, float] = {}
+    for _, labels, value in _SAMPLE.findall(text):
+        lab = dict(_LABEL.findall(labels))
+        if lab.get("route") == route and lab.get("method") == "POST":
+            le = float("inf") if lab["le"] == "+Inf" else float(lab["le"])
+            out[le] = out.get(le, 0.0) + float(value)
+    return out
+
+
+def server_side(before: dict[float, float], after: dict[float, float]) -> dict[str, Any]:
+    delta = {le: after.get(le, 0.0) - before.get(le, 0.0) for le in sorted(after)}
+    n = delta.get(float("inf"), 0.0)
+    if not n:
+        return {"requests": 0}
+
+    def upper(p: float) -> float | str:
+        for le, c in delta.items():
+            if c >= p / 100 * n:
+                return "inf" if le == float("inf") else le * 1000
+        return "inf"
+
+    return {
+        "requests": int(n),
+        "share_le_5ms": round(delta.get(0.005, 0.0) / n, 4),
+        "p50_le_ms": upper(50),
+        "p95_le_ms": upper(95),
+        "p99_le_ms": upper(99),
+    }
+
+
 async def load(
-    url: str, make_body: Callable[[int], dict[str, Any]], per_client: int, rate: float | None, warmup: int
+    url: str,
+    make_body: Callable[[int], dict[str, Any]],
+    per_client: int,
+    rate: float | None,
+    warmup: int,
+    server_pid: int | None = None,
 ) -> dict[str, Any]:
     parts = httpx.URL(url)
     host, port, path = str(parts.host), int(parts.port or 80), parts.path
@@ -279,10 +353,22 @@ async def load(
         finally:
             await conn.close()
 
+    base = f"http://{host}:{port}"
+    hist_before = await asyncio.to_thread(histogram, base, path)
+    server_cpu = tree_cpu_s(server_pid) if server_pid else 0.0
+    client_cpu = time.process_time()
     start = time.perf_counter()
     await asyncio.gather(*(client(c) for c in range(CLIENTS)))
     wall = time.perf_counter() - start
-    return summary(latencies, wall, errors)
+    client_cpu = time.process_time() - client_cpu
+    server_cpu = (tree_cpu_s(server_pid) - server_cpu) if server_pid else 0.0
+    out = summary(latencies, wall, errors)
+    answered = max(1, len(latencies))
+    out["client_cpu_ms_per_request"] = round(client_cpu / answered * 1000, 3)
+    if server_pid:
+        out["server_cpu_ms_per_request"] = round(server_cpu / answered * 1000, 3)
+    out["server_side"] = server_side(hist_before, await asyncio.to_thread(histogram, base, path))
+    return out
 
 
 def persona_body(users: list[str]) -> Callable[[int], dict[str, Any]]:
@@ -476,9 +562,10 @@ def main() -> int:
             }
             http: dict[str, Any] = {}
             for name, (url, make) in endpoints.items():
+                pid = SERVER_PIDS[url.rsplit("/", 1)[0]]
                 http[name] = {
-                    "closed": asyncio.run(load(url, make, args.requests, None, warmup=100)),
-                    "paced": asyncio.run(load(url, make, args.requests, args.rate, warmup=20)),
+                    mode: asyncio.run(load(url, make, args.requests, rate, warmup=warm, server_pid=pid))
+                    for mode, rate, warm in (("closed", None, 100), ("paced", args.rate, 20))
                 }
             result["http"] = http
         result["persona_in_process"] = persona_in_process(args.in_process)

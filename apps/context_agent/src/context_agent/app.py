@@ -78,7 +78,9 @@ def create(settings: ContextAgentSettings | None = None) -> FastAPI:
                 await weather.aclose()
                 await redis.aclose()
 
-    app = create_app(settings.app_name, settings, checks, version=__version__, lifespan=lifespan)
+    app = create_app(
+        settings.app_name, settings, checks, version=__version__, lifespan=lifespan, asgi_metrics=True
+    )
     app.state.db = pools
     m_status = app.state.metrics.counter(
         "source_status",

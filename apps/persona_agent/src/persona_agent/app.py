@@ -13,14 +13,18 @@ naming the field; an unknown user gets the defaults.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 
 from persona_agent import __version__
@@ -35,6 +39,18 @@ from unde_common.db import AsyncPools, PoolConfig
 from unde_common.health import Check, create_app, redis_check
 
 ContractHeader = Annotated[str | None, Header(alias="X-Persona-Contract")]
+M = TypeVar("M", bound=BaseModel)
+
+
+async def parse_body(request: Request, model: type[M]) -> M:
+    """The body validated straight from its bytes (``model_validate_json``: one pass, no dict in
+    between); errors are FastAPI's usual 422 with ``loc`` starting at ``"body"``."""
+    raw = await request.body()
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        raise RequestValidationError(errors, body=raw) from None
 
 
 def _unavailable(what: str, exc: Exception) -> JSONResponse:
@@ -63,12 +79,19 @@ def create(settings: PersonaAgentSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with pools.lifespan(app):
+            tracker = asyncio.create_task(service.track_invalidations(), name="persona-invalidations")
+            app.state.tracker = tracker
             try:
                 yield
             finally:
+                tracker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await tracker
                 await redis.aclose()
 
-    app = create_app(settings.app_name, settings, checks, version=__version__, lifespan=lifespan)
+    app = create_app(
+        settings.app_name, settings, checks, version=__version__, lifespan=lifespan, asgi_metrics=True
+    )
     app.state.db = pools
     service = PersonaService(
         PersonaStore(pools["shard_0_db"]),
@@ -114,9 +137,12 @@ def create(settings: PersonaAgentSettings | None = None) -> FastAPI:
         assert_compatible(body_version if body_version is not None else header)
 
     @app.post("/persona", tags=["persona"])
-    async def persona(req: PersonaRequest, x_persona_contract: ContractHeader = None) -> JSONResponse:
-        check_contract(req.contract_version, x_persona_contract)
-        # plain JSON types already: skip FastAPI's jsonable_encoder walk (hot path)
+    async def persona(request: Request) -> JSONResponse:
+        """Body: :class:`persona_agent.models.PersonaRequest` (hot path: parsed from the raw bytes,
+        header read directly, answer already plain JSON types — no FastAPI dependency solving or
+        ``jsonable_encoder`` walk)."""
+        req = await parse_body(request, PersonaRequest)
+        check_contract(req.contract_version, request.headers.get("x-persona-contract"))
         return JSONResponse(await service.persona(req))
 
     @app.post("/persona/feedback", tags=["persona"])

@@ -1,6 +1,13 @@
 """PersonaService: state loading (LRU of 100 profiles, validated by a Redis version counter),
 the rule engine, the signal buffer, feedback application and idempotency.
 
+Cache validation: every flush increments ``persona:ver:<user>`` and publishes ``<user> <version>``
+on :data:`INVALIDATION_CHANNEL` (one MULTI). Each worker runs :meth:`PersonaService.track_invalidations`;
+while its subscription is confirmed and alive, a cached profile is served without touching Redis
+and an invalidation drops it. Before the subscription is confirmed, or after it broke (Redis down,
+no PONG within ``tracking_stale_s``), every lookup reads the version key again (the pre-tracking
+behaviour), and the cache is emptied when the subscription comes back (messages may have been lost).
+
 Failure behaviour: when the shard is unreachable ``/persona`` answers from the cache or from the
 defaults (``debug.state_source`` says which) and stops trying the shard for
 ``db_retry_after_s``; ``/persona/feedback`` and ``/persona/flush`` need Redis and the shard and
@@ -9,6 +16,8 @@ answer 503 without losing buffered signals (a flush that failed can be repeated)
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -29,9 +38,14 @@ from persona_agent.signal_buffer import BufferedSignal, RedisSignalBuffer, resol
 from persona_agent.state import UserState, effective_stage
 from unde_common.metrics import AppMetrics
 
-__all__ = ["PersonaService", "ServiceConfig"]
+__all__ = ["INVALIDATION_CHANNEL", "PersonaService", "ServiceConfig"]
+
+INVALIDATION_CHANNEL = "persona:invalidate"
 
 log = logging.getLogger(__name__)
+
+#: publish "<user> <current version>" (inside the flush's MULTI, right after the INCR)
+_PUBLISH_VERSION = "return redis.call('publish', ARGV[1], ARGV[2] .. ' ' .. redis.call('get', KEYS[1]))"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +55,8 @@ class ServiceConfig:
     db_retry_after_s: float = 2.0
     stale_after_s: float = 600.0
     redis_timeout_s: float = 0.2
+    #: the invalidation subscription counts as broken after this long without any message or PONG
+    tracking_stale_s: float = 3.0
 
 
 class PersonaService:
@@ -59,6 +75,10 @@ class PersonaService:
         self.locks = UserLocks(redis)
         self._cache: OrderedDict[str, tuple[str | None, UserState]] = OrderedDict()
         self._db_down_until = 0.0
+        #: monotonic time until which the invalidation subscription is known to be alive
+        self._tracking_until = 0.0
+        #: bumped by every invalidation: a load that raced one is not cached
+        self._epoch = 0
         m = metrics or AppMetrics("persona_agent")
         self.m_decisions = m.counter(
             "decisions", "Persona decisions, by tone mode and state source.", ["tone", "source"]
@@ -79,8 +99,58 @@ class PersonaService:
         return raw.decode() if isinstance(raw, bytes) else (None if raw is None else str(raw))
 
     async def _bump(self, user: str, state: UserState) -> None:
-        version = await self.redis.incr(f"persona:ver:{user}")
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.incr(f"persona:ver:{user}")
+            pipe.eval(_PUBLISH_VERSION, 1, f"persona:ver:{user}", INVALIDATION_CHANNEL, user)
+            version, _ = await pipe.execute()
         self._remember(user, str(version), state)
+
+    @property
+    def tracking(self) -> bool:
+        """True while the invalidation subscription is confirmed and alive."""
+        return time.monotonic() < self._tracking_until
+
+    def _invalidate(self, data: bytes | str) -> None:
+        text = data.decode() if isinstance(data, bytes) else str(data)
+        user, _, version = text.partition(" ")
+        self._epoch += 1
+        hit = self._cache.get(user)
+        if hit is not None and hit[0] != version:
+            del self._cache[user]
+
+    async def track_invalidations(self, *, ping_every_s: float = 1.0) -> None:
+        """Background task (one per worker): keep the subscription to :data:`INVALIDATION_CHANNEL`,
+        reconnecting after failures; runs until cancelled."""
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(INVALIDATION_CHANNEL)
+                last_ping = 0.0
+                while True:
+                    now = time.monotonic()
+                    if now - last_ping >= ping_every_s:
+                        await pubsub.ping()
+                        last_ping = now
+                    msg = await pubsub.get_message(timeout=ping_every_s)
+                    if msg is None:
+                        continue
+                    if msg["type"] == "subscribe" and not self.tracking:
+                        self._cache.clear()  # invalidations may have been missed meanwhile
+                        self._epoch += 1
+                    # any answer (subscribe confirmation, pong, message) proves the link alive
+                    self._tracking_until = time.monotonic() + self.config.tracking_stale_s
+                    if msg["type"] == "message":
+                        self._invalidate(msg["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._tracking_until = 0.0
+                log.warning("persona cache invalidation subscription lost (%s); retrying", exc)
+                await asyncio.sleep(0.5)
+            finally:
+                self._tracking_until = 0.0
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def _remember(self, user: str, version: str | None, state: UserState) -> None:
         self._cache[user] = (version, state)
@@ -90,8 +160,13 @@ class PersonaService:
 
     async def state_for(self, user_id: UUID, now: datetime) -> UserState:
         user = str(user_id)
-        version = await self._version(user)
         hit = self._cache.get(user)
+        if hit is not None and self.tracking:
+            self._cache.move_to_end(user)
+            self.m_cache.labels("hit").inc()
+            return hit[1].with_source("cache")
+        epoch = self._epoch
+        version = await self._version(user)
         if hit is not None and (version == "unknown" or hit[0] == version):
             self._cache.move_to_end(user)
             self.m_cache.labels("hit").inc()
@@ -109,7 +184,8 @@ class PersonaService:
             return (
                 hit[1].with_source("cache:stale") if hit else UserState(source="defaults:shard_unavailable")
             )
-        self._remember(user, version if version != "unknown" else None, state)
+        if epoch == self._epoch:
+            self._remember(user, version if version != "unknown" else None, state)
         return state
 
     # ------------------------------------------------------------------ endpoints
