@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from starlette.applications import Starlette
@@ -121,6 +122,7 @@ def app_client(sim: tuple[LLMSimulator, str], redis_url: str) -> Iterator[TestCl
         redis_url=redis_url.rsplit("/", 1)[0] + "/9",
         mood_llm_budget_ms=600,
         mood_hedge_after_ms=150,
+        mood_deadline_ms=1000,
     )
     with TestClient(create(settings)) as c:
         yield c
@@ -245,3 +247,69 @@ def test_redis_down_still_answers(env_writer: EnvWriterFactory, sim: tuple[LLMSi
     assert out["analysis"]["classifier"] == "lexicon"
     assert any(e.startswith("redis") for e in out["analysis"]["provider_errors"])
     assert out["mood_frame"]["emotion"]["valence"] > 0.7
+
+
+def _settings(sim: tuple[LLMSimulator, str], redis_url: str, **extra: Any) -> MoodAgentSettings:
+    return MoodAgentSettings.load(
+        mood_llm_api_key="k",
+        mood_fallback_api_key="k",
+        deepseek_base_url=sim[1],
+        gemini_base_url=sim[1],
+        redis_url=redis_url.rsplit("/", 1)[0] + "/9",
+        **extra,
+    )
+
+
+def test_one_deadline_bounds_both_llms(
+    client: TestClient, sim: tuple[LLMSimulator, str], redis_url: str
+) -> None:
+    """Defaults (deadline 180 ms, reserve 15 ms): both providers hang, and what the LLMs were given
+    is what was left of the request's deadline — never the configured 600 ms budget."""
+    sim[0].mode = {"deepseek": "slow", "gemini": "slow"}
+    with TestClient(create(_settings(sim, redis_url, mood_llm_budget_ms=600, mood_hedge_after_ms=60))) as c:
+        out = analyze(c, "ugh, again not what I asked!!")
+    assert out["analysis"]["classifier"] == "lexicon"
+    errors = out["analysis"]["provider_errors"]
+    budgets = [int(e.rsplit("within ", 1)[1].split(" ms")[0]) for e in errors if "no answer within" in e]
+    assert len(budgets) == 2 and all(b <= 165 for b in budgets), errors
+    assert {r["provider"] for r in sim[0].requests} == {"deepseek", "gemini"}
+
+
+def test_llm_calls_in_flight_are_capped_and_the_rest_shed(
+    client: TestClient, sim: tuple[LLMSimulator, str], redis_url: str
+) -> None:
+    """One LLM call may be in flight: a second request arriving meanwhile does not queue behind it
+    (and asks no provider) but is answered by the lexicon at once, saying why."""
+    sim[0].mode = {"deepseek": "slow", "gemini": "slow"}
+    app = create(
+        _settings(
+            sim,
+            redis_url,
+            mood_llm_max_inflight=1,
+            mood_deadline_ms=1500,
+            mood_llm_budget_ms=1000,
+            mood_hedge_after_ms=5000,
+        )
+    )
+
+    async def run() -> list[dict[str, Any]]:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://mood") as c:
+
+                async def post(delay: float, text: str) -> dict[str, Any]:
+                    await asyncio.sleep(delay)
+                    r = await c.post("/analyze", json={"user_id": str(uuid.uuid4()), "text": text})
+                    assert r.status_code == 200, r.text
+                    data: dict[str, Any] = r.json()
+                    return data
+
+                return list(await asyncio.gather(post(0, "first"), post(0.3, "thanks, perfect")))
+
+    first, second = asyncio.run(run())
+    assert first["analysis"]["classifier"] == "lexicon"
+    assert any("no answer within" in e for e in first["analysis"]["provider_errors"])
+    assert second["analysis"]["classifier"] == "lexicon"
+    assert second["analysis"]["provider_errors"] == ["shed: 1 LLM calls in flight"]
+    assert second["mood_frame"]["emotion"]["valence"] > 0.7
+    assert [r["body"]["messages"][1]["content"] for r in sim[0].requests] == ["first"]

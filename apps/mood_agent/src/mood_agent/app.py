@@ -56,9 +56,16 @@ def create(settings: MoodAgentSettings | None = None) -> FastAPI:
             ),
         ]
     classifier = HedgedClassifier(
-        llms, budget_s=settings.mood_llm_budget_ms / 1000, hedge_after_s=settings.mood_hedge_after_ms / 1000
+        llms,
+        budget_s=settings.mood_llm_budget_ms / 1000,
+        hedge_after_s=settings.mood_hedge_after_ms / 1000,
+        max_inflight=settings.mood_llm_max_inflight,
     )
-    store = FrameStore(redis, ttl_s=settings.mood_frame_ttl_s)
+    store = FrameStore(
+        redis, ttl_s=settings.mood_frame_ttl_s, timeout_s=settings.mood_redis_timeout_ms / 1000
+    )
+    deadline_s = settings.mood_deadline_ms / 1000
+    reserve_s = settings.mood_reserve_ms / 1000
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -68,10 +75,13 @@ def create(settings: MoodAgentSettings | None = None) -> FastAPI:
             await classifier.aclose()
             await redis.aclose()
 
-    app = create_app(settings.app_name, settings, checks, version=__version__, lifespan=lifespan)
+    app = create_app(
+        settings.app_name, settings, checks, version=__version__, lifespan=lifespan, asgi_metrics=True
+    )
     metrics = app.state.metrics
     m_frames = metrics.counter("frames", "Mood frames produced, by classifier.", ["classifier"])
     m_errors = metrics.counter("provider_errors", "LLM classification failures, by provider.", ["provider"])
+    m_llm_inflight = metrics.gauge("llm_inflight", "LLM calls in flight in this worker (last seen).")
     m_flags = metrics.counter("flags", "Spikes, reversals, topic shifts and voice/text mismatches.", ["flag"])
 
     @app.post("/analyze", tags=["mood"])
@@ -80,7 +90,8 @@ def create(settings: MoodAgentSettings | None = None) -> FastAPI:
         user = str(req.user_id)
         prev_id = str(req.previous_mood_frame_id) if req.previous_mood_frame_id else None
         prev, prev_error = await store.previous(user, prev_id)
-        verdict = await classifier.classify(req.text, req.mode)
+        left = deadline_s - reserve_s - (time.perf_counter() - start)
+        verdict = await classifier.classify(req.text, req.mode, budget_s=left)
         frame, keep, spike, mismatch = build_frame(
             verdict.result,
             prev,
@@ -93,6 +104,7 @@ def create(settings: MoodAgentSettings | None = None) -> FastAPI:
         m_frames.labels(verdict.source).inc()
         for err in verdict.errors:
             m_errors.labels(err.split(":", 1)[0]).inc()
+        m_llm_inflight.set(classifier.inflight)
         for flag, on in (
             ("spike", spike),
             ("emotional_reversal", frame.topic.emotional_reversal),

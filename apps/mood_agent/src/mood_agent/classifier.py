@@ -2,8 +2,15 @@
 
 ``context`` mode: the primary LLM (DeepSeek) is asked first; if it has not answered after
 ``hedge_after_s`` (or failed), the fallback (Gemini) is asked too; the first valid answer within
-``budget_s`` wins. When neither answers in time, or both fail, the local lexicon classifier
-answers — so the endpoint always meets its latency. ``signal`` mode uses the lexicon only.
+the budget wins. The budget is one hard deadline for both providers together (``budget_s``, or
+less when the caller passes what is left of its request deadline); when neither answers in time,
+or both fail, the local lexicon classifier answers — so the endpoint meets its latency by
+construction. ``signal`` mode uses the lexicon only.
+
+Overload: at most ``max_inflight`` LLM calls run at once per process. A request that finds them
+all busy does not queue behind them (queueing is what made p95 grow without bound under load):
+it is answered by the lexicon at once, with ``shed`` in its errors; a hedge is only started while
+there is room too.
 """
 
 from __future__ import annotations
@@ -29,22 +36,44 @@ class Verdict:
 
 
 class HedgedClassifier:
-    def __init__(self, llms: Sequence[MoodLLM], *, budget_s: float, hedge_after_s: float) -> None:
+    def __init__(
+        self,
+        llms: Sequence[MoodLLM],
+        *,
+        budget_s: float,
+        hedge_after_s: float,
+        max_inflight: int = 32,
+        min_budget_s: float = 0.005,
+    ) -> None:
         self.llms = list(llms)
         self.budget_s = budget_s
         self.hedge_after_s = hedge_after_s
+        self.max_inflight = max_inflight
+        self.min_budget_s = min_budget_s
+        self.inflight = 0
 
-    async def classify(self, text: str, mode: str = "context") -> Verdict:
+    def _done(self, _: object) -> None:
+        self.inflight -= 1
+
+    async def classify(self, text: str, mode: str = "context", *, budget_s: float | None = None) -> Verdict:
         if mode == "signal" or not self.llms:
             return Verdict(classify(text), "lexicon")
+        budget = self.budget_s if budget_s is None else min(self.budget_s, budget_s)
+        if budget < self.min_budget_s:
+            return Verdict(classify(text), "lexicon", [f"shed: request deadline left {budget * 1000:.0f} ms"])
+        if self.inflight >= self.max_inflight:
+            return Verdict(classify(text), "lexicon", [f"shed: {self.inflight} LLM calls in flight"])
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.budget_s
+        deadline = loop.time() + budget
         errors: list[str] = []
         pending: dict[asyncio.Task[Classification], str] = {}
 
         def start(llm: MoodLLM) -> None:
             remaining = max(0.001, deadline - loop.time())
-            pending[asyncio.create_task(llm.classify(text, remaining))] = llm.name
+            task = asyncio.create_task(llm.classify(text, remaining))
+            self.inflight += 1
+            task.add_done_callback(self._done)
+            pending[task] = llm.name
 
         queue = list(self.llms)
         start(queue.pop(0))
@@ -65,10 +94,14 @@ class HedgedClassifier:
                         return Verdict(task.result(), name, errors)
                     errors.append(f"{name}: {exc.__class__.__name__}: {str(exc)[:200]}")
                 if queue and (loop.time() >= next_hedge or not pending):
-                    start(queue.pop(0))
+                    if self.inflight < self.max_inflight:
+                        start(queue.pop(0))
+                    elif not pending:
+                        errors.append(f"shed: {self.inflight} LLM calls in flight, no fallback asked")
+                        break
                     next_hedge = loop.time() + self.hedge_after_s
             for name in pending.values():
-                errors.append(f"{name}: no answer within {self.budget_s * 1000:.0f} ms")
+                errors.append(f"{name}: no answer within {budget * 1000:.0f} ms")
         finally:
             for task in pending:
                 task.cancel()

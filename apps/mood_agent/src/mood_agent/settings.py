@@ -41,6 +41,14 @@ class MoodAgentSettings(HttpServiceSettings, HttpClientSettings):
     mood_llm_budget_ms: int = Field(default=150, ge=1, le=5000)
     #: the fallback LLM is asked too when the primary has not answered after this long
     mood_hedge_after_ms: int = Field(default=60, ge=0, le=5000)
+    #: hard deadline of one /analyze from the handler's start: the LLMs get what is left of it
+    #: minus ``mood_reserve_ms`` (lexicon, smoothing, Redis write, JSON), capped by the budget above
+    mood_deadline_ms: int = Field(default=180, ge=10, le=10000)
+    mood_reserve_ms: int = Field(default=15, ge=0, le=1000)
+    #: LLM calls in flight per worker; beyond, requests are answered by the lexicon at once
+    mood_llm_max_inflight: int = Field(default=32, ge=1, le=10000)
+    #: each Redis read/write of the previous frame is abandoned after this long
+    mood_redis_timeout_ms: int = Field(default=20, ge=1, le=5000)
     #: how long the previous frame is kept (spec 03: mood frames TTL 5 min)
     mood_frame_ttl_s: int = Field(default=300, ge=1)
     #: "false" keeps the agent on the local classifier only (no LLM calls)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -16,18 +17,21 @@ log = logging.getLogger(__name__)
 
 
 class FrameStore:
-    def __init__(self, client: aioredis.Redis, *, ttl_s: int = 300) -> None:
+    def __init__(self, client: aioredis.Redis, *, ttl_s: int = 300, timeout_s: float = 0.02) -> None:
         self.r = client
         self.ttl_s = ttl_s
+        #: each read / write is abandoned after this long (the request carries on without it)
+        self.timeout_s = timeout_s
 
     async def previous(self, user_id: str, frame_id: str | None) -> tuple[Previous | None, str | None]:
         """(previous state, error); Redis trouble answers (None, reason) instead of raising."""
         try:
-            raw = None
-            if frame_id is not None:
-                raw = await self.r.get(f"mood:frame:{frame_id}")
-            if raw is None:
-                raw = await self.r.get(f"mood:last:{user_id}")
+            async with asyncio.timeout(self.timeout_s):
+                keys = ([f"mood:frame:{frame_id}"] if frame_id is not None else []) + [f"mood:last:{user_id}"]
+                values = await self.r.mget(keys)
+                raw = next((v for v in values if v is not None), None)
+        except TimeoutError:
+            return None, f"redis: no answer within {self.timeout_s * 1000:.0f} ms"
         except Exception as exc:
             return None, f"redis: {exc.__class__.__name__}"
         if raw is None:
@@ -40,10 +44,14 @@ class FrameStore:
     async def save(self, user_id: str, keep: Previous) -> str | None:
         text = json.dumps(keep.to_dict())
         try:
-            pipe = self.r.pipeline(transaction=False)
-            pipe.set(f"mood:last:{user_id}", text, ex=self.ttl_s)
-            pipe.set(f"mood:frame:{keep.mood_frame_id}", text, ex=self.ttl_s)
-            await pipe.execute()
+            async with asyncio.timeout(self.timeout_s):
+                pipe = self.r.pipeline(transaction=False)
+                pipe.set(f"mood:last:{user_id}", text, ex=self.ttl_s)
+                pipe.set(f"mood:frame:{keep.mood_frame_id}", text, ex=self.ttl_s)
+                await pipe.execute()
+        except TimeoutError:
+            log.warning("mood frame not kept: Redis did not answer within %.0f ms", self.timeout_s * 1000)
+            return f"redis: no answer within {self.timeout_s * 1000:.0f} ms"
         except Exception as exc:
             log.warning("could not keep the mood frame in Redis: %s", exc)
             return f"redis: {exc.__class__.__name__}"
