@@ -287,6 +287,15 @@ def histogram(base_url: str, route: str) -> dict[float, float]:
     return out
 
 
+_FRAMES = re.compile(r'^mood_agent_frames_total\{classifier="([^"]+)"\} (\S+)$', re.M)
+
+
+def mood_classifiers(base_url: str) -> dict[str, float]:
+    """mood_agent's frames by the classifier that answered (deepseek | gemini | lexicon)."""
+    text = httpx.get(base_url + "/metrics", timeout=10).text
+    return {name: float(n) for name, n in _FRAMES.findall(text)}
+
+
 def server_side(before: dict[float, float], after: dict[float, float]) -> dict[str, Any]:
     delta = {le: after.get(le, 0.0) - before.get(le, 0.0) for le in sorted(after)}
     n = delta.get(float("inf"), 0.0)
@@ -355,6 +364,7 @@ async def load(
 
     base = f"http://{host}:{port}"
     hist_before = await asyncio.to_thread(histogram, base, path)
+    frames_before = await asyncio.to_thread(mood_classifiers, base)
     server_cpu = tree_cpu_s(server_pid) if server_pid else 0.0
     client_cpu = time.process_time()
     start = time.perf_counter()
@@ -368,6 +378,9 @@ async def load(
     if server_pid:
         out["server_cpu_ms_per_request"] = round(server_cpu / answered * 1000, 3)
     out["server_side"] = server_side(hist_before, await asyncio.to_thread(histogram, base, path))
+    frames = await asyncio.to_thread(mood_classifiers, base)
+    if frames:  # mood: who answered (lexicon = both LLMs late/failed, or shed under overload)
+        out["answered_by"] = {k: int(v - frames_before.get(k, 0.0)) for k, v in sorted(frames.items())}
     return out
 
 

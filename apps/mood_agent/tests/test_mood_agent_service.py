@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -12,12 +13,15 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mood_agent.app import create
+from mood_agent.classifier import HedgedClassifier, LoopLag
+from mood_agent.clients import DeepSeekClient
 from mood_agent.settings import MoodAgentSettings
 from unde_common.testing import EnvWriter, EnvWriterFactory, LoopbackServer, free_port
 
@@ -313,3 +317,37 @@ def test_llm_calls_in_flight_are_capped_and_the_rest_shed(
     assert second["analysis"]["provider_errors"] == ["shed: 1 LLM calls in flight"]
     assert second["mood_frame"]["emotion"]["valence"] > 0.7
     assert [r["body"]["messages"][1]["content"] for r in sim[0].requests] == ["first"]
+
+
+def test_loop_lag_is_measured_and_sheds_llm_calls(sim: tuple[LLMSimulator, str]) -> None:
+    """A worker whose event loop is held up (here: 150 ms of blocking work, as a CPU-starved
+    process would be) starts no LLM call until it has caught up."""
+    sim[0].mode = {"deepseek": "ok", "gemini": "ok"}
+    sim[0].requests.clear()
+
+    async def run() -> tuple[float, list[str], str, float]:
+        lag = LoopLag()
+        monitor = asyncio.create_task(lag.run())
+        llm = DeepSeekClient(sim[1], SecretStr("k"), "deepseek-chat", timeout_s=1.0)
+        classifier = HedgedClassifier([llm], budget_s=1.0, hedge_after_s=1.0, lag=lag, shed_lag_s=0.02)
+        try:
+            await asyncio.sleep(0.05)
+            time.sleep(0.15)  # noqa: ASYNC251 (the point: block the loop)
+            await asyncio.sleep(0.01)
+            seen = lag.lag_s
+            shed = await classifier.classify("thanks, perfect")
+            deadline = time.monotonic() + 5
+            while lag.lag_s > 0.02:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            ok = await classifier.classify("thanks, perfect")
+            return seen, shed.errors, ok.source, lag.lag_s
+        finally:
+            monitor.cancel()
+            await llm.aclose()
+
+    seen, errors, source, after = asyncio.run(run())
+    assert seen >= 0.1, seen
+    assert len(errors) == 1 and errors[0].startswith("shed: event loop") and errors[0].endswith("ms behind")
+    assert source == "deepseek" and after <= 0.02
+    assert len(sim[0].requests) == 1

@@ -8,6 +8,8 @@ answered, the latency and whether the voice contradicted the text. Plus ``/healt
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,7 +19,7 @@ from fastapi import FastAPI
 
 from mood_agent import __version__
 from mood_agent.analyzer import build_frame
-from mood_agent.classifier import HedgedClassifier
+from mood_agent.classifier import HedgedClassifier, LoopLag
 from mood_agent.clients import DeepSeekClient, GeminiClient, MoodLLM
 from mood_agent.models import Analysis, AnalyzeRequest, AnalyzeResponse
 from mood_agent.settings import MoodAgentSettings
@@ -55,11 +57,14 @@ def create(settings: MoodAgentSettings | None = None) -> FastAPI:
                 settings.mood_fallback_api_key,
             ),
         ]
+    lag = LoopLag()
     classifier = HedgedClassifier(
         llms,
         budget_s=settings.mood_llm_budget_ms / 1000,
         hedge_after_s=settings.mood_hedge_after_ms / 1000,
         max_inflight=settings.mood_llm_max_inflight,
+        lag=lag,
+        shed_lag_s=settings.mood_shed_lag_ms / 1000,
     )
     store = FrameStore(
         redis, ttl_s=settings.mood_frame_ttl_s, timeout_s=settings.mood_redis_timeout_ms / 1000
@@ -69,9 +74,13 @@ def create(settings: MoodAgentSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        monitor = asyncio.create_task(lag.run(), name="mood-loop-lag")
         try:
             yield
         finally:
+            monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await monitor
             await classifier.aclose()
             await redis.aclose()
 
@@ -82,6 +91,7 @@ def create(settings: MoodAgentSettings | None = None) -> FastAPI:
     m_frames = metrics.counter("frames", "Mood frames produced, by classifier.", ["classifier"])
     m_errors = metrics.counter("provider_errors", "LLM classification failures, by provider.", ["provider"])
     m_llm_inflight = metrics.gauge("llm_inflight", "LLM calls in flight in this worker (last seen).")
+    m_lag = metrics.gauge("event_loop_lag_seconds", "Event loop lag of this worker (decayed, last seen).")
     m_flags = metrics.counter("flags", "Spikes, reversals, topic shifts and voice/text mismatches.", ["flag"])
 
     @app.post("/analyze", tags=["mood"])
@@ -105,6 +115,7 @@ def create(settings: MoodAgentSettings | None = None) -> FastAPI:
         for err in verdict.errors:
             m_errors.labels(err.split(":", 1)[0]).inc()
         m_llm_inflight.set(classifier.inflight)
+        m_lag.set(lag.lag_s)
         for flag, on in (
             ("spike", spike),
             ("emotional_reversal", frame.topic.emotional_reversal),

@@ -7,10 +7,11 @@ less when the caller passes what is left of its request deadline); when neither 
 or both fail, the local lexicon classifier answers — so the endpoint meets its latency by
 construction. ``signal`` mode uses the lexicon only.
 
-Overload: at most ``max_inflight`` LLM calls run at once per process. A request that finds them
-all busy does not queue behind them (queueing is what made p95 grow without bound under load):
-it is answered by the lexicon at once, with ``shed`` in its errors; a hedge is only started while
-there is room too.
+Overload: at most ``max_inflight`` LLM calls run at once per process, and none is started while
+the event loop lags more than ``shed_lag_s`` behind (:class:`LoopLag`: the process is short of CPU,
+so an LLM call — ~3 ms of CPU in httpx per call — would only deepen the queue). Such a request does
+not queue: it is answered by the lexicon at once, with ``shed`` in its errors (queueing is what made
+p95 grow without bound under load); a hedge is only started while there is room too.
 """
 
 from __future__ import annotations
@@ -23,9 +24,27 @@ from dataclasses import dataclass, field
 from mood_agent.clients import MoodLLM
 from mood_agent.lexicon import Classification, classify
 
-__all__ = ["HedgedClassifier", "Verdict"]
+__all__ = ["HedgedClassifier", "LoopLag", "Verdict"]
 
 log = logging.getLogger(__name__)
+
+
+class LoopLag:
+    """How far this process's event loop runs behind: a task asks to wake every ``every_s``; the
+    overshoot, decayed (each sample may lower it by ``decay``), is :attr:`lag_s`."""
+
+    def __init__(self, every_s: float = 0.005, decay: float = 0.7) -> None:
+        self.every_s = every_s
+        self.decay = decay
+        self.lag_s = 0.0
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(self.every_s)
+            overshoot = max(0.0, loop.time() - start - self.every_s)
+            self.lag_s = max(overshoot, self.lag_s * self.decay)
 
 
 @dataclass(slots=True)
@@ -44,6 +63,8 @@ class HedgedClassifier:
         hedge_after_s: float,
         max_inflight: int = 32,
         min_budget_s: float = 0.005,
+        lag: LoopLag | None = None,
+        shed_lag_s: float = 0.02,
     ) -> None:
         self.llms = list(llms)
         self.budget_s = budget_s
@@ -51,6 +72,8 @@ class HedgedClassifier:
         self.max_inflight = max_inflight
         self.min_budget_s = min_budget_s
         self.inflight = 0
+        self.lag = lag
+        self.shed_lag_s = shed_lag_s
 
     def _done(self, _: object) -> None:
         self.inflight -= 1
@@ -63,6 +86,10 @@ class HedgedClassifier:
             return Verdict(classify(text), "lexicon", [f"shed: request deadline left {budget * 1000:.0f} ms"])
         if self.inflight >= self.max_inflight:
             return Verdict(classify(text), "lexicon", [f"shed: {self.inflight} LLM calls in flight"])
+        if self.lag is not None and self.lag.lag_s > self.shed_lag_s:
+            return Verdict(
+                classify(text), "lexicon", [f"shed: event loop {self.lag.lag_s * 1000:.0f} ms behind"]
+            )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + budget
         errors: list[str] = []

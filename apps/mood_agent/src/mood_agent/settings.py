@@ -47,6 +47,8 @@ class MoodAgentSettings(HttpServiceSettings, HttpClientSettings):
     mood_reserve_ms: int = Field(default=15, ge=0, le=1000)
     #: LLM calls in flight per worker; beyond, requests are answered by the lexicon at once
     mood_llm_max_inflight: int = Field(default=32, ge=1, le=10000)
+    #: no LLM call is started while the worker's event loop lags more than this (CPU saturated)
+    mood_shed_lag_ms: int = Field(default=20, ge=1, le=10000)
     #: each Redis read/write of the previous frame is abandoned after this long
     mood_redis_timeout_ms: int = Field(default=20, ge=1, le=5000)
     #: how long the previous frame is kept (spec 03: mood frames TTL 5 min)
