@@ -57,7 +57,7 @@ test-python: ## pytest: tools, inventories, apps (no lab)
 test-lab: ## lab tool tests on real booted hosts (boot, ssh, kill, freeze, partition, heal)
 	bash tools/pytest_nonempty.sh -m lab lab/tests
 
-MOLECULE_SCENARIOS ?= default data
+MOLECULE_SCENARIOS ?= default data shard_ha
 test-molecule: ## molecule test for each scenario in MOLECULE_SCENARIOS (create, converge, idempotence, verify, destroy)
 	set -e; for s in $(MOLECULE_SCENARIOS); do echo "== molecule scenario $$s"; $(BIN)/molecule test -s $$s; done
 
@@ -76,7 +76,7 @@ lab: setup ## the main job: boot every lab host and run site.yml against invento
 # Longer drills that do not fit CI's budget; each mk/ fragment adds its pieces as prerequisites
 # (`test-slow: test-slow-<capability>`). Documented in README.md; run before a release.
 .PHONY: test-slow
-test-slow: setup ## long drills outside CI: the full lab twice, molecule backups/catalog/recognition/agents/shard_ha (fragments add theirs)
+test-slow: setup ## long drills outside CI: the full lab twice, molecule backups/catalog/recognition/agents, the failover benchmark (fragments add theirs)
 test-slow: test-lab-full molecule-backups molecule-catalog molecule-recognition molecule-agents
 
 # One fragment per capability (bench-*, test-slow pieces); each names its own targets.
