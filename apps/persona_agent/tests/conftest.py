@@ -7,6 +7,7 @@ import importlib.util
 import re
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -48,3 +49,9 @@ def migrate(pg: PostgresHandle, database: str, schema: str) -> str:
 @pytest.fixture(scope="session")
 def shard_dsn(pg: PostgresHandle) -> str:
     return migrate(pg, "persona_shard", "unde_shard")
+
+
+@pytest.fixture(scope="session")
+def migrate_db() -> Callable[[PostgresHandle, str, str], str]:
+    """:func:`migrate` for tests that start their own servers."""
+    return migrate

@@ -239,7 +239,7 @@ def test_stage_upgrade_when_requirements_hold(client: TestClient, shard_dsn: str
 
 
 def test_cleanup_job_and_block_limit(
-    write_env: EnvWriter, shard_dsn: str, capsys: pytest.CaptureFixture[str]
+    write_env: EnvWriter, shard_dsn: str, redis_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import asyncio
 
@@ -278,7 +278,7 @@ def test_cleanup_job_and_block_limit(
             " VALUES (%s, 2, %s, %s)",
             (sleeper, now - timedelta(days=200), now - timedelta(days=70)),
         )
-    write_env({"SHARD_0_DB_URL": shard_dsn})
+    write_env({"SHARD_0_DB_URL": shard_dsn, "SHARD_ROUTING_REDIS_URL": redis_url.rsplit("/", 1)[0] + "/12"})
     assert cleanup_main(["cleanup", "--now", now.isoformat()]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["job"] == "persona_cleanup"

@@ -35,8 +35,9 @@ from persona_agent.models import FeedbackRequest, FlushRequest, PersonaRequest
 from persona_agent.service import PersonaService, ServiceConfig
 from persona_agent.settings import PersonaAgentSettings
 from persona_contract import CONTRACT_VERSION, ContractVersionError, assert_compatible
-from unde_common.db import AsyncPools, PoolConfig
+from unde_common.db import PoolConfig
 from unde_common.health import Check, create_app, redis_check
+from unde_common.shard_router import ShardRouter
 
 ContractHeader = Annotated[str | None, Header(alias="X-Persona-Contract")]
 M = TypeVar("M", bound=BaseModel)
@@ -65,20 +66,30 @@ def create(settings: PersonaAgentSettings | None = None) -> FastAPI:
     """The FastAPI app (uvicorn factory ``persona_agent.app:create``)."""
     settings = settings or PersonaAgentSettings.load()
     assert_compatible(settings.persona_contract_version)
-    pools = AsyncPools(
-        settings.app_name, {"shard_0_db": settings.shard_0_db_url}, PoolConfig.from_settings(settings)
+    routing = aioredis.Redis.from_url(
+        settings.shard_routing_redis_url.get_secret_value(), socket_connect_timeout=0.2, socket_timeout=0.2
+    )
+    router = ShardRouter(
+        settings.app_name,
+        routing,
+        {0: settings.shard_0_db_url},
+        shard_count=settings.shard_count,
+        template=settings.shard_0_db_url,
+        key_template=settings.shard_routing_key,
+        pool_config=PoolConfig.from_settings(settings),
+        refresh_s=settings.shard_routing_refresh_s,
     )
     redis = aioredis.Redis.from_url(
         settings.redis_url.get_secret_value(), socket_connect_timeout=1.0, socket_timeout=2.0
     )
     checks: dict[str, Check] = {
-        **pools.checks(settings.health_check_timeout_s),
+        **router.checks(settings.health_check_timeout_s),
         "redis": redis_check(settings.redis_url, timeout_s=settings.health_check_timeout_s),
     }
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with pools.lifespan(app):
+        async with router.lifespan(app):
             tracker = asyncio.create_task(service.track_invalidations(), name="persona-invalidations")
             app.state.tracker = tracker
             try:
@@ -88,13 +99,14 @@ def create(settings: PersonaAgentSettings | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await tracker
                 await redis.aclose()
+                await routing.aclose()
 
     app = create_app(
         settings.app_name, settings, checks, version=__version__, lifespan=lifespan, asgi_metrics=True
     )
-    app.state.db = pools
+    app.state.router = router
     service = PersonaService(
-        PersonaStore(pools["shard_0_db"]),
+        PersonaStore(router),
         redis,
         ServiceConfig(
             cache_size=settings.profile_cache_size,

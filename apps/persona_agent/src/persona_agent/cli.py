@@ -10,19 +10,35 @@ import json
 import sys
 from datetime import UTC, datetime
 
+import redis.asyncio as aioredis
+
 from persona_agent.db import PersonaStore
 from persona_agent.settings import PersonaAgentSettings
-from unde_common.db import create_async_pool
+from unde_common.db import PoolConfig
 from unde_common.logging import configure_logging
+from unde_common.shard_router import ShardRouter
 
 
 async def _cleanup(settings: PersonaAgentSettings, now: datetime) -> dict[str, int]:
-    pool = create_async_pool(settings.shard_0_db_url, app_name=f"{settings.app_name}:cleanup")
-    await pool.open(wait=True, timeout=settings.db_pool_timeout_s)
+    """Every shard's current primary, found like the service finds it (routing cache, DB 12)."""
+    routing = aioredis.Redis.from_url(
+        settings.shard_routing_redis_url.get_secret_value(), socket_connect_timeout=1.0, socket_timeout=1.0
+    )
+    router = ShardRouter(
+        f"{settings.app_name}:cleanup",
+        routing,
+        {0: settings.shard_0_db_url},
+        shard_count=settings.shard_count,
+        template=settings.shard_0_db_url,
+        key_template=settings.shard_routing_key,
+        pool_config=PoolConfig(min_size=0, max_size=1, timeout_s=settings.db_pool_timeout_s),
+        routing_timeout_s=1.0,
+    )
     try:
-        report = await PersonaStore(pool).cleanup(now)
+        report = await PersonaStore(router).cleanup(now, timeout_s=settings.db_pool_timeout_s)
     finally:
-        await pool.close()
+        await router.close()
+        await routing.aclose()
     return report.as_dict()
 
 

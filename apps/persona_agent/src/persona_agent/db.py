@@ -23,6 +23,7 @@ from persona_agent.state import StageRow, TempBlock, UserState, effective_stage
 from persona_contract import CONTRACT_VERSION
 from persona_contract.fields import CANONICAL_FIELDS
 from persona_contract.stages import MAX_STAGE, SESSION_GAP_MINUTES, STAGE_REQUIREMENTS
+from unde_common.shard_router import ShardRouter
 
 __all__ = ["DAILY_DELTAS_KEEP_DAYS", "MAX_TEMP_BLOCKS", "CleanupReport", "PersonaStore", "next_stage"]
 
@@ -38,6 +39,9 @@ class CleanupReport:
     expired_blocks: int
     old_deltas: int
     downgraded: int
+
+    def as_tuple(self) -> tuple[int, int, int]:
+        return (self.expired_blocks, self.old_deltas, self.downgraded)
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -65,11 +69,35 @@ def next_stage(row: StageRow, now: datetime) -> int:
 
 
 class PersonaStore:
-    def __init__(self, pool: Pool) -> None:
-        self.pool = pool
+    """The persona tables of every user on the user's shard: ``pools`` is a
+    :class:`unde_common.shard_router.ShardRouter` (user → shard → current primary, following the
+    routing cache on failover), or one pool (tests, tools working on one shard)."""
+
+    def __init__(self, pools: Pool | ShardRouter) -> None:
+        self.router = pools if isinstance(pools, ShardRouter) else None
+        self.pool = pools if not isinstance(pools, ShardRouter) else None
+
+    async def pool_for(self, user_id: UUID) -> Pool:
+        if self.router is not None:
+            return await self.router.pool_for_user(user_id)
+        assert self.pool is not None
+        return self.pool
+
+    async def shard_pools(self) -> list[Pool]:
+        """The current primary of every shard (the daily job cleans each)."""
+        if self.router is not None:
+            return [await self.router.pool(i) for i in range(self.router.shard_count)]
+        assert self.pool is not None
+        return [self.pool]
+
+    def connection_failed(self) -> None:
+        """A shard connection failed: re-read the routing cache on the next use (failover)."""
+        if self.router is not None:
+            self.router.invalidate()
 
     async def load(self, user_id: UUID, now: datetime, *, timeout_s: float) -> UserState:
-        async with self.pool.connection(timeout=timeout_s) as conn:
+        pool = await self.pool_for(user_id)
+        async with pool.connection(timeout=timeout_s) as conn:
             return await self._load(conn, user_id, now)
 
     async def _load(self, conn: AsyncConnection[TupleRow], user_id: UUID, now: datetime) -> UserState:
@@ -115,7 +143,8 @@ class PersonaStore:
         """In one transaction: lock the user's stage row, compute ``outcome_for(learned, daily)``
         (a :class:`FeedbackOutcome`), store the profile, the daily deltas, the blocks and the stage
         counters (with an upgrade when due). Returns the outcome and the new state."""
-        async with self.pool.connection(timeout=timeout_s) as conn, conn.transaction():
+        pool = await self.pool_for(user_id)
+        async with pool.connection(timeout=timeout_s) as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO relationship_stage (user_id, stage, stage_updated_at, last_active_at)"
                 " VALUES (%s, %s, %s, %s) ON CONFLICT (user_id) DO NOTHING",
@@ -211,12 +240,21 @@ class PersonaStore:
     async def add_blocks(
         self, user_id: UUID, blocks: Sequence[TempBlock], now: datetime, *, timeout_s: float
     ) -> None:
-        async with self.pool.connection(timeout=timeout_s) as conn, conn.transaction():
+        pool = await self.pool_for(user_id)
+        async with pool.connection(timeout=timeout_s) as conn, conn.transaction():
             await self._store_outcome(conn, user_id, now, FeedbackOutcome(profile={}, blocks=list(blocks)))
 
     async def cleanup(self, now: datetime, *, timeout_s: float = 30.0) -> CleanupReport:
-        """The daily 04:00 job: expired blocks, deltas older than 7 days, inactivity downgrades."""
-        async with self.pool.connection(timeout=timeout_s) as conn, conn.transaction():
+        """The daily 04:00 job on every shard: expired blocks, deltas older than 7 days,
+        inactivity downgrades."""
+        total = CleanupReport(0, 0, 0)
+        for pool in await self.shard_pools():
+            one = await self._cleanup(pool, now, timeout_s)
+            total = CleanupReport(*(a + b for a, b in zip(total.as_tuple(), one.as_tuple(), strict=True)))
+        return total
+
+    async def _cleanup(self, pool: Pool, now: datetime, timeout_s: float) -> CleanupReport:
+        async with pool.connection(timeout=timeout_s) as conn, conn.transaction():
             cur = await conn.execute("DELETE FROM persona_temp_blocks WHERE until <= %s", (now,))
             expired = cur.rowcount
             cur = await conn.execute(

@@ -180,6 +180,7 @@ class PersonaService:
             state = await self.store.load(user_id, now, timeout_s=self.config.db_timeout_s)
         except Exception as exc:
             self._db_down_until = time.monotonic() + self.config.db_retry_after_s
+            self.store.connection_failed()
             log.warning("shard unavailable, answering from %s: %s", "cache" if hit else "defaults", exc)
             return (
                 hit[1].with_source("cache:stale") if hit else UserState(source="defaults:shard_unavailable")

@@ -19,10 +19,21 @@ class PersonaAgentSettings(HttpServiceSettings, DbPoolSettings):
     port: int = Field(default=8080, ge=1, le=65535, validation_alias=AliasChoices("persona_port", "port"))
     workers: int = Field(default=4, ge=1, le=64, validation_alias=AliasChoices("persona_workers", "workers"))
 
-    #: shard routing cache on local-redis, DB 12
+    #: shard routing cache on local-redis, DB 12: hash ``shard:<n>`` names each shard's primary
+    #: (written by the Patroni routing callback); see apps/persona_agent/README.md "Shard routing"
     shard_routing_redis_url: RedisDsn = SecretStr("redis://localhost:6379/12")
-    #: local shard 0: relationship_stage, persona_temp_blocks, signal_daily_deltas
+    #: shard 0 (local-shard-0): relationship_stage, persona_temp_blocks, signal_daily_deltas,
+    #: persona_profiles. Used as is while ``shard:0`` is missing from the routing cache; otherwise
+    #: its user, password and database are used on the host/port the routing entry names.
     shard_0_db_url: PostgresDsn = SecretStr("postgresql://app_rw@localhost:6432/unde_shard")
+    #: number of user data shards (user → shard: hash(user_id) % shard_count, spec 02 §14);
+    #: shards ≥ 1 are reached through their routing entry with shard 0's credentials
+    shard_count: int = Field(default=1, ge=1, le=1024)
+    #: key of a shard's routing entry (the Patroni callback writes ``shard:<n>``; the lab's agents
+    #: scenario uses its own keys so that the lab Patroni's entry does not move it)
+    shard_routing_key: str = Field(default="shard:{index}", pattern=r"\{index\}")
+    #: the routing entry of a shard is re-read at most this often (and at once after a shard error)
+    shard_routing_refresh_s: float = Field(default=1.0, gt=0, le=60)
     #: hot-path Redis (local-redis), DB 13: idempotency store, signal buffer, locks
     redis_url: RedisDsn = SecretStr("redis://localhost:6379/13")
     persona_contract_version: str = Field(default="0.7.0", pattern=r"^\d+\.\d+\.\d+$")
