@@ -1,8 +1,14 @@
-"""Lab hosts for the base scenario, and the journal of the failing unit on a test failure.
+"""Lab fixtures shared by every molecule scenario, and the journal of the failing unit on a failure.
+
+pytest loads this file for each scenario's tests (the rootdir is the repository: its pyproject.toml
+holds the pytest settings), so the scenarios carry no copy of it; a scenario's own
+``tests/conftest.py`` only adds what is its own (shard_ha: bench/failover.py's helpers).
 
 The tests reach the lab hosts over ssh with the lab key (the lab inventory's key path is a Jinja
 template, which testinfra's ansible backend does not render). Addresses and groups come from
-``ansible-inventory`` on the lab inventory, so they are exactly what the playbook used.
+``ansible-inventory`` on the lab inventory, so they are exactly what the playbook used. ``secrets``
+holds the lab vault's values, which the tests log in with. Test modules that need the helpers at
+import time find this module as ``sys.modules["unde_molecule_lab"]``.
 """
 
 from __future__ import annotations
@@ -19,9 +25,10 @@ from typing import Any
 
 import pytest
 import testinfra  # type: ignore[import-untyped]
+import yaml
 from testinfra.host import Host  # type: ignore[import-untyped]
 
-REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY") or Path(__file__).resolve().parents[3])
+REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY") or Path(__file__).resolve().parents[1])
 INVENTORY = REPO / "inventories" / "lab" / "hosts.yml"
 SSH_KEY = REPO / ".lab" / "ssh" / "id_ed25519"
 SCENARIO_HOSTS = os.environ.get("UNDE_SCENARIO_HOSTS", "model-generator,monitoring,local-context").split(",")
@@ -31,6 +38,9 @@ SSH_ARGS = (
     f"-o ControlMaster=auto -o ControlPersist=60s -o ControlPath={Path(tempfile.gettempdir())}/unde-ti-%C"
 )
 JOURNAL_LINES = 100
+VAULT = REPO / "inventories" / "lab" / "secrets.vault.yml"
+VAULT_ID = f"lab@{REPO / 'inventories' / 'lab' / 'vault-password.txt'}"
+sys.modules.setdefault("unde_molecule_lab", sys.modules[__name__])
 
 
 @functools.cache
@@ -143,3 +153,24 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         for unit in marker.args:
             text = journal(host, unit)
             report.sections.append((f"journal of {unit} on {host} (last {JOURNAL_LINES} lines)", text))
+
+
+@functools.cache
+def vault() -> dict[str, Any]:
+    """The lab vault's ``vault_*`` variables (lab-only values)."""
+    exe = Path(sys.executable).parent / "ansible-vault"
+    out = subprocess.run(
+        [str(exe) if exe.exists() else "ansible-vault", "view", "--vault-id", VAULT_ID, str(VAULT)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "ANSIBLE_VAULT_IDENTITY_LIST": ""},
+    ).stdout
+    data: dict[str, Any] = yaml.safe_load(out)["all"]["vars"]
+    return data
+
+
+@pytest.fixture(scope="session")
+def secrets() -> dict[str, Any]:
+    return vault()

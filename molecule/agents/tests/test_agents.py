@@ -22,8 +22,8 @@ import httpx
 import pytest
 from testinfra.host import Host  # type: ignore[import-untyped]
 
-# loaded by this directory's conftest.py (the default scenario's helpers: ssh to the lab hosts)
-_default = sys.modules["unde_molecule_default_conftest"]
+# molecule/conftest.py, loaded by pytest before this module (the shared helpers: ssh to the lab hosts)
+_default = sys.modules["unde_molecule_lab"]
 lab_host = _default.lab_host
 private_ip = _default.private_ip
 pytestmark = pytest.mark.lab
