@@ -508,6 +508,38 @@ CASES: list[tuple[str, str, str, bool]] = [
         "INSERT INTO messages (conversation_id, role, content) VALUES (gen_random_uuid(), 'user', 'x')",
         DENIED,
     ),
+    # the persona flush journal (0005)
+    (
+        "unde_shard",
+        "persona_rw",
+        "INSERT INTO persona_applied_flushes (user_id, exchange_id, applied_with, result)"
+        " VALUES (gen_random_uuid(), 'e1', 'e1', '{}')",
+        OK,
+    ),
+    (
+        "unde_shard",
+        "persona_rw",
+        "DELETE FROM persona_applied_flushes WHERE applied_at < now() - interval '72 hours'",
+        OK,
+    ),
+    (
+        "unde_shard",
+        "readonly",
+        "SELECT count(*) FROM persona_applied_flushes",
+        OK,
+    ),
+    (
+        "unde_shard",
+        "readonly",
+        "DELETE FROM persona_applied_flushes",
+        DENIED,
+    ),
+    (
+        "unde_shard",
+        "knowledge_rw",
+        "SELECT * FROM persona_applied_flushes",
+        DENIED,
+    ),
 ]
 
 

@@ -113,6 +113,7 @@ TABLES = {
         "persona_temp_blocks": "user_id",
         "signal_daily_deltas": "user_id",
         "persona_profiles": "user_id",
+        "persona_applied_flushes": "user_id",
     },
 }
 ALL = "SIUD"
@@ -194,6 +195,7 @@ GRANTS: dict[str, dict[str, dict[str, Any]]] = {
             "persona_temp_blocks": ALL,
             "signal_daily_deltas": ALL,
             "persona_profiles": ALL,
+            "persona_applied_flushes": ALL,
             "user_knowledge": "S",
         },
         "readonly": {t: "S" for t in SHARD_TABLES if t != "user_keys"},
@@ -450,7 +452,7 @@ def test_shard_schema(lab: Any) -> None:
         "|| ':' || (SELECT count(*) FROM pg_inherits WHERE inhparent = 'messages'::regclass)",
     )
     assert partitions == "h:64"
-    assert superuser(node, "unde_shard", "SELECT count(*) FROM schema_migrations") == "4"
+    assert superuser(node, "unde_shard", "SELECT count(*) FROM schema_migrations") == "5"
 
 
 # ---------------------------------------------------------------------- each user, each table

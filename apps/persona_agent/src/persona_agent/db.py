@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from psycopg import AsyncConnection
@@ -25,13 +26,38 @@ from persona_contract.fields import CANONICAL_FIELDS
 from persona_contract.stages import MAX_STAGE, SESSION_GAP_MINUTES, STAGE_REQUIREMENTS
 from unde_common.shard_router import ShardRouter
 
-__all__ = ["DAILY_DELTAS_KEEP_DAYS", "MAX_TEMP_BLOCKS", "CleanupReport", "PersonaStore", "next_stage"]
+__all__ = [
+    "DAILY_DELTAS_KEEP_DAYS",
+    "FLUSH_JOURNAL_KEEP_HOURS",
+    "MAX_TEMP_BLOCKS",
+    "CleanupReport",
+    "FlushApplied",
+    "PersonaStore",
+    "next_stage",
+]
 
 MAX_TEMP_BLOCKS = 20
 DAILY_DELTAS_KEEP_DAYS = 7
+#: flush journal rows are kept as long as the Redis idempotency results (72 h)
+FLUSH_JOURNAL_KEEP_HOURS = 72
 _FIELDS = frozenset(CANONICAL_FIELDS)
 
 Pool = AsyncConnectionPool[AsyncConnection[TupleRow]]
+
+
+#: compute(already_applied_exchanges, learned, daily) -> (outcome, result_for(outcome, new_state))
+FlushCompute = Callable[
+    [frozenset[str], Mapping[str, float], Mapping[str, float]],
+    tuple[FeedbackOutcome, Callable[[FeedbackOutcome, UserState], dict[str, Any]]],
+]
+
+
+@dataclass(frozen=True, slots=True)
+class FlushApplied:
+    result: dict[str, Any]
+    state: UserState
+    #: the journal already held this exchange: nothing was applied
+    replayed: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,15 +65,17 @@ class CleanupReport:
     expired_blocks: int
     old_deltas: int
     downgraded: int
+    old_flushes: int = 0
 
-    def as_tuple(self) -> tuple[int, int, int]:
-        return (self.expired_blocks, self.old_deltas, self.downgraded)
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        return (self.expired_blocks, self.old_deltas, self.downgraded, self.old_flushes)
 
     def as_dict(self) -> dict[str, int]:
         return {
             "expired_blocks": self.expired_blocks,
             "old_deltas": self.old_deltas,
             "downgraded": self.downgraded,
+            "old_flushes": self.old_flushes,
         }
 
 
@@ -131,70 +159,116 @@ class PersonaStore:
         )
         return {f: float(v) for f, v in await cur.fetchall()}
 
-    async def apply_exchange(
+    async def apply_flush(
         self,
         user_id: UUID,
         now: datetime,
-        outcome_for: Callable[[Mapping[str, float], Mapping[str, float]], FeedbackOutcome],
+        exchange_id: str,
+        stale: Sequence[str],
+        compute: FlushCompute,
         *,
         timeout_s: float,
         initial_stage: int = 0,
-    ) -> tuple[FeedbackOutcome, UserState]:
-        """In one transaction: lock the user's stage row, compute ``outcome_for(learned, daily)``
-        (a :class:`FeedbackOutcome`), store the profile, the daily deltas, the blocks and the stage
-        counters (with an upgrade when due). Returns the outcome and the new state."""
+    ) -> FlushApplied:
+        """One flush, in one shard transaction: lock the user's stage row; if the flush journal
+        (``persona_applied_flushes``, migration 0005) already holds ``exchange_id`` with a result,
+        answer it (``replayed``) and change nothing. Otherwise ``compute(already_applied, learned,
+        daily)`` — ``already_applied`` names the exchanges among ``exchange_id`` and ``stale``
+        whose signals an earlier flush applied (skip them) — gives the outcome and how to build
+        the result from the new state; store the profile, daily deltas, blocks and stage counters
+        (upgrade when due) and journal
+        the exchange (with its result) and the stale ones, all before the commit."""
+        exchanges = [exchange_id, *(e for e in stale if e != exchange_id)]
         pool = await self.pool_for(user_id)
         async with pool.connection(timeout=timeout_s) as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO relationship_stage (user_id, stage, stage_updated_at, last_active_at)"
-                " VALUES (%s, %s, %s, %s) ON CONFLICT (user_id) DO NOTHING",
-                (user_id, initial_stage, now, now),
+            await self._lock_user(conn, user_id, now, initial_stage)
+            cur = await conn.execute(
+                "SELECT exchange_id, result FROM persona_applied_flushes"
+                " WHERE user_id = %s AND exchange_id = ANY(%s)",
+                (user_id, exchanges),
             )
-            await conn.execute("SELECT 1 FROM relationship_stage WHERE user_id = %s FOR UPDATE", (user_id,))
+            journal = {str(e): r for e, r in await cur.fetchall()}
+            if journal.get(exchange_id) is not None:
+                return FlushApplied(dict(journal[exchange_id]), await self._load(conn, user_id, now), True)
             state = await self._load(conn, user_id, now)
             daily = await self.daily_deltas(conn, user_id, now.date())
-            outcome = outcome_for(state.profile, daily)
-            await self._store_outcome(conn, user_id, now, outcome)
-            row = state.stage
-            stage = effective_stage(row, now)
-            new_session = row.last_active_at is None or now - row.last_active_at > timedelta(
-                minutes=SESSION_GAP_MINUTES
+            outcome, result_for = compute(frozenset(journal), state.profile, daily)
+            new_state = await self._apply(conn, user_id, now, state, outcome)
+            result = result_for(outcome, new_state)
+            await conn.execute(
+                "INSERT INTO persona_applied_flushes (user_id, exchange_id, applied_with, result, applied_at)"
+                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (user_id, exchange_id)"
+                " DO UPDATE SET result = EXCLUDED.result, applied_at = EXCLUDED.applied_at",
+                (user_id, exchange_id, exchange_id, Jsonb(result), now),
             )
-            if row.total_exchanges == 0 and row.sessions_count == 0:
-                new_session = True
+            for other in exchanges[1:]:
+                if other not in journal:
+                    await conn.execute(
+                        "INSERT INTO persona_applied_flushes (user_id, exchange_id, applied_with, applied_at)"
+                        " VALUES (%s, %s, %s, %s) ON CONFLICT (user_id, exchange_id) DO NOTHING",
+                        (user_id, other, exchange_id, now),
+                    )
+        return FlushApplied(result, new_state, False)
+
+    async def _lock_user(
+        self, conn: AsyncConnection[TupleRow], user_id: UUID, now: datetime, initial_stage: int
+    ) -> None:
+        await conn.execute(
+            "INSERT INTO relationship_stage (user_id, stage, stage_updated_at, last_active_at)"
+            " VALUES (%s, %s, %s, %s) ON CONFLICT (user_id) DO NOTHING",
+            (user_id, initial_stage, now, now),
+        )
+        await conn.execute("SELECT 1 FROM relationship_stage WHERE user_id = %s FOR UPDATE", (user_id,))
+
+    async def _apply(
+        self,
+        conn: AsyncConnection[TupleRow],
+        user_id: UUID,
+        now: datetime,
+        state: UserState,
+        outcome: FeedbackOutcome,
+    ) -> UserState:
+        """Store ``outcome`` and the stage counters (the caller holds the stage-row lock)."""
+        await self._store_outcome(conn, user_id, now, outcome)
+        row = state.stage
+        stage = effective_stage(row, now)
+        new_session = row.last_active_at is None or now - row.last_active_at > timedelta(
+            minutes=SESSION_GAP_MINUTES
+        )
+        if row.total_exchanges == 0 and row.sessions_count == 0:
+            new_session = True
+        updated = StageRow(
+            stage=stage,
+            stage_updated_at=row.stage_updated_at if stage == row.stage else now,
+            sessions_count=row.sessions_count + (1 if new_session else 0),
+            total_exchanges=row.total_exchanges + max(1, outcome.exchanges),
+            positive_signals_count=row.positive_signals_count + outcome.positive_signals,
+            last_active_at=now,
+        )
+        upgraded = next_stage(updated, now)
+        if upgraded != updated.stage:
             updated = StageRow(
-                stage=stage,
-                stage_updated_at=row.stage_updated_at if stage == row.stage else now,
-                sessions_count=row.sessions_count + (1 if new_session else 0),
-                total_exchanges=row.total_exchanges + max(1, outcome.exchanges),
-                positive_signals_count=row.positive_signals_count + outcome.positive_signals,
+                stage=upgraded,
+                stage_updated_at=now,
+                sessions_count=updated.sessions_count,
+                total_exchanges=updated.total_exchanges,
+                positive_signals_count=updated.positive_signals_count,
                 last_active_at=now,
             )
-            upgraded = next_stage(updated, now)
-            if upgraded != updated.stage:
-                updated = StageRow(
-                    stage=upgraded,
-                    stage_updated_at=now,
-                    sessions_count=updated.sessions_count,
-                    total_exchanges=updated.total_exchanges,
-                    positive_signals_count=updated.positive_signals_count,
-                    last_active_at=now,
-                )
-            await conn.execute(
-                "UPDATE relationship_stage SET stage = %s, stage_updated_at = %s, sessions_count = %s,"
-                " total_exchanges = %s, positive_signals_count = %s, last_active_at = %s WHERE user_id = %s",
-                (
-                    updated.stage,
-                    updated.stage_updated_at,
-                    updated.sessions_count,
-                    updated.total_exchanges,
-                    updated.positive_signals_count,
-                    updated.last_active_at,
-                    user_id,
-                ),
-            )
-            new_state = await self._load(conn, user_id, now)
-        return outcome, new_state
+        await conn.execute(
+            "UPDATE relationship_stage SET stage = %s, stage_updated_at = %s, sessions_count = %s,"
+            " total_exchanges = %s, positive_signals_count = %s, last_active_at = %s WHERE user_id = %s",
+            (
+                updated.stage,
+                updated.stage_updated_at,
+                updated.sessions_count,
+                updated.total_exchanges,
+                updated.positive_signals_count,
+                updated.last_active_at,
+                user_id,
+            ),
+        )
+        return await self._load(conn, user_id, now)
 
     async def _store_outcome(
         self, conn: AsyncConnection[TupleRow], user_id: UUID, now: datetime, outcome: FeedbackOutcome
@@ -247,7 +321,7 @@ class PersonaStore:
     async def cleanup(self, now: datetime, *, timeout_s: float = 30.0) -> CleanupReport:
         """The daily 04:00 job on every shard: expired blocks, deltas older than 7 days,
         inactivity downgrades."""
-        total = CleanupReport(0, 0, 0)
+        total = CleanupReport(0, 0, 0, 0)
         for pool in await self.shard_pools():
             one = await self._cleanup(pool, now, timeout_s)
             total = CleanupReport(*(a + b for a, b in zip(total.as_tuple(), one.as_tuple(), strict=True)))
@@ -262,6 +336,11 @@ class PersonaStore:
                 (now.date() - timedelta(days=DAILY_DELTAS_KEEP_DAYS - 1),),
             )
             old = cur.rowcount
+            cur = await conn.execute(
+                "DELETE FROM persona_applied_flushes WHERE applied_at < %s",
+                (now - timedelta(hours=FLUSH_JOURNAL_KEEP_HOURS),),
+            )
+            old_flushes = cur.rowcount
             cur = await conn.execute(
                 "SELECT user_id, stage, stage_updated_at, sessions_count, total_exchanges,"
                 " positive_signals_count, last_active_at FROM relationship_stage WHERE stage > 0"
@@ -278,4 +357,4 @@ class PersonaStore:
                         (stage, now, user_id),
                     )
                     downgraded += 1
-        return CleanupReport(expired, old, downgraded)
+        return CleanupReport(expired, old, downgraded, old_flushes)

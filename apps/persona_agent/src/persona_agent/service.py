@@ -228,32 +228,49 @@ class PersonaService:
                 self.m_flushes.labels("replay").inc()
                 return previous
             signals, stale = await self.buffer.take(user, req.exchange_id, self.config.stale_after_s)
-            resolution = resolve_signals(signals)
 
-            def outcome_for(learned: Any, daily: Any) -> FeedbackOutcome:
-                return apply_signals(learned, resolution.kept, daily, now)
+            def compute(done: frozenset[str], learned: Any, daily: Any) -> tuple[FeedbackOutcome, Any]:
+                # signals of exchanges an earlier flush already applied (journal) are skipped
+                resolution = resolve_signals([s for s in signals if s.exchange_id not in done])
+                outcome = apply_signals(learned, resolution.kept, daily, now)
 
-            outcome, state = await self.store.apply_exchange(
-                req.user_id, now, outcome_for, timeout_s=max(self.config.db_timeout_s, 2.0)
+                def result_for(outcome: FeedbackOutcome, state: UserState) -> dict[str, Any]:
+                    return {
+                        "resolved": [
+                            {
+                                "signal_id": s.signal_id,
+                                "exchange_id": s.exchange_id,
+                                "signal_type": s.signal_type,
+                            }
+                            for s in resolution.kept
+                        ],
+                        "discarded": [
+                            {"signal_id": s.signal_id, "signal_type": s.signal_type, "reason": why}
+                            for s, why in resolution.discarded
+                        ],
+                        "applied": dict(sorted(outcome.applied.items())),
+                        "stale_flushed": len(stale),
+                        "relationship_stage": effective_stage(state.stage, now),
+                        "temp_blocks": sorted({b.key for b in outcome.blocks}),
+                    }
+
+                return outcome, result_for
+
+            # the journal row is committed with the state change: a retry after a crash (or a Redis
+            # failure) past this point replays the stored result instead of applying again
+            applied = await self.store.apply_flush(
+                req.user_id,
+                now,
+                req.exchange_id,
+                stale,
+                compute,
+                timeout_s=max(self.config.db_timeout_s, 2.0),
             )
-            result: dict[str, Any] = {
-                "resolved": [
-                    {"signal_id": s.signal_id, "exchange_id": s.exchange_id, "signal_type": s.signal_type}
-                    for s in resolution.kept
-                ],
-                "discarded": [
-                    {"signal_id": s.signal_id, "signal_type": s.signal_type, "reason": why}
-                    for s, why in resolution.discarded
-                ],
-                "applied": dict(sorted(outcome.applied.items())),
-                "stale_flushed": len(stale),
-                "relationship_stage": effective_stage(state.stage, now),
-                "temp_blocks": sorted({b.key for b in outcome.blocks}),
-            }
+            result = applied.result
             await self.idem.store_result(key, result)
             await self.buffer.drop(user, [req.exchange_id, *stale])
-            await self._bump(user, state)
-        self.m_flushes.labels("applied").inc()
+            await self._bump(user, applied.state)
+        self.m_flushes.labels("replay_shard" if applied.replayed else "applied").inc()
         return result
 
     async def profile(self, user_id: UUID, now: datetime | None = None) -> dict[str, Any]:
