@@ -6,6 +6,8 @@
   conservative signal under the momentum cap and creates the temp block, /persona/profile shows
   it, a foreign contract major is 409, a bad body 422; the 04:00 cleanup timer is scheduled and
   its service runs;
+* persona routing: an entry in the routing cache (local-redis DB 12, this scenario's key) naming a
+  dead primary makes /health fail; naming the lab shard again heals it (the agent reconnects);
 * mood: the lab cannot reach DeepSeek or Gemini, so the local classifier answers /analyze, in the
   spec's mood_frame shape;
 * context: /context resolves the mall and nearest store, serves the lab event as an opportunity,
@@ -15,6 +17,7 @@
 from __future__ import annotations
 
 import sys
+import time
 import uuid
 from typing import Any
 
@@ -141,3 +144,56 @@ def test_context_frame() -> None:
         post("local-context", "/context", {"user_id": body["user_id"], "lat": 500, "lng": 1}).status_code
         == 422
     )
+
+
+def test_persona_follows_its_routing_entry() -> None:
+    redis_node: Host = lab_host("local-redis")
+    password = _default.vault()["vault_redis_hot_password"]
+    key = "lab-agents:shard:0"
+
+    def cli(*args: str) -> str:
+        cmd = redis_node.run(
+            "redis-cli --no-auth-warning -a %s -n 12 " + " ".join(["%s"] * len(args)), password, *args
+        )
+        assert cmd.rc == 0 and not cmd.stdout.startswith(("ERR", "NOAUTH", "WRONGPASS")), (
+            cmd.stdout + cmd.stderr
+        )
+        return str(cmd.stdout)
+
+    def health() -> httpx.Response:
+        return httpx.get(url("local-persona", "/health"), timeout=10)
+
+    def wait(ok: bool) -> httpx.Response:
+        deadline = time.monotonic() + 20
+        while (r := health()).status_code != (200 if ok else 503):
+            assert time.monotonic() < deadline, r.text
+            time.sleep(0.5)
+        return r
+
+    shard = private_ip("local-persona")
+    try:
+        # failover to a primary that is not there: the agent follows the entry and fails its check
+        cli(
+            "HSET",
+            key,
+            "host",
+            shard,
+            "port",
+            "1",
+            "pgbouncer_port",
+            "0",
+            "member",
+            "nowhere",
+            "timeline",
+            "9",
+        )
+        failed = wait(ok=False).json()["checks"]["shard_0_db"]
+        assert failed["status"] == "fail", failed
+        # the entry names the lab shard again: reconnected, the endpoints work
+        cli("HSET", key, "port", "5432", "member", "local-persona", "timeline", "10")
+        wait(ok=True)
+        out = post("local-persona", "/persona", {"user_id": str(uuid.uuid4())}).json()
+        assert out["debug"]["state_source"] == "shard"
+    finally:
+        cli("DEL", key)
+    wait(ok=True)  # no entry: the configured DSN
