@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import os
 import platform
@@ -127,20 +126,6 @@ def weather_app() -> Starlette:
 
 
 # ---------------------------------------------------------------- servers
-
-
-def migrate(host: str, database: str, schema: str, psql: str) -> None:
-    spec = importlib.util.spec_from_file_location(
-        "unde_sql_migrate", REPO / "roles/postgresql/library/unde_sql_migrate.py"
-    )
-    assert spec is not None and spec.loader is not None
-    runner = importlib.util.module_from_spec(spec)
-    sys.modules["unde_sql_migrate"] = runner
-    spec.loader.exec_module(runner)
-    run = runner.subprocess_runner(
-        runner.Connection(database=database, host=host, user="postgres"), psql=psql, timeout=120
-    )
-    runner.migrate(run, REPO / "files/sql" / schema)
 
 
 SERVER_PIDS: dict[str, int] = {}
@@ -485,6 +470,7 @@ def main() -> int:
         str(REPO / f"apps/{a}/src") for a in ("persona_agent", "mood_agent", "context_agent", "unde_common")
     ]
     from unde_common.testing import LoopbackServer, free_port, postgres_server, redis_server
+    from unde_common.testing_sql import migrate_database
 
     result: dict[str, Any] = {
         "benchmark": "agents",
@@ -504,14 +490,8 @@ def main() -> int:
     try:
         with ExitStack() as stack:
             pg = stack.enter_context(postgres_server(work / "pg"))
-            host = re.search(r"host=([^&]+)", pg.dsn)
-            assert host is not None
-            from pgserver._commands import POSTGRES_BIN_PATH
-
-            shard = pg.create_database("unde_shard")
-            main_db = pg.create_database("unde_main")
-            migrate(host.group(1), "unde_shard", "unde_shard", str(POSTGRES_BIN_PATH / "psql"))
-            migrate(host.group(1), "unde_main", "unde_main", str(POSTGRES_BIN_PATH / "psql"))
+            shard = migrate_database(pg, "unde_shard", "unde_shard")
+            main_db = migrate_database(pg, "unde_main", "unde_main")
             redis = stack.enter_context(redis_server(work / "redis", password="bench"))  # noqa: S106
             base = redis.rsplit("/", 1)[0]
             llm_url = stack.enter_context(llm_process(args.llm_latency_ms, work))

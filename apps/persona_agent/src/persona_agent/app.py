@@ -14,7 +14,6 @@ naming the field; an unknown user gets the defaults.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, TypeVar
@@ -95,9 +94,7 @@ def create(settings: PersonaAgentSettings | None = None) -> FastAPI:
             try:
                 yield
             finally:
-                tracker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await tracker
+                await service.stop_tracking(tracker)
                 await redis.aclose()
                 await routing.aclose()
 

@@ -79,6 +79,7 @@ class PersonaService:
         self._tracking_until = 0.0
         #: bumped by every invalidation: a load that raced one is not cached
         self._epoch = 0
+        self._stopping = False
         m = metrics or AppMetrics("persona_agent")
         self.m_decisions = m.counter(
             "decisions", "Persona decisions, by tone mode and state source.", ["tone", "source"]
@@ -118,15 +119,24 @@ class PersonaService:
         if hit is not None and hit[0] != version:
             del self._cache[user]
 
+    async def stop_tracking(self, task: asyncio.Task[None], *, timeout_s: float = 3.0) -> None:
+        """End :meth:`track_invalidations` (flag + cancel; bounded wait: redis-py's pub/sub may
+        swallow a cancellation in flight, the flag ends the loop at its next turn)."""
+        self._stopping = True
+        self._tracking_until = 0.0
+        task.cancel()
+        await asyncio.wait({task}, timeout=timeout_s)
+
     async def track_invalidations(self, *, ping_every_s: float = 1.0) -> None:
         """Background task (one per worker): keep the subscription to :data:`INVALIDATION_CHANNEL`,
-        reconnecting after failures; runs until cancelled."""
-        while True:
+        reconnecting after failures; runs until cancelled or :meth:`stop_tracking`."""
+        self._stopping = False
+        while not self._stopping:
             pubsub = self.redis.pubsub()
             try:
                 await pubsub.subscribe(INVALIDATION_CHANNEL)
                 last_ping = 0.0
-                while True:
+                while not self._stopping:
                     now = time.monotonic()
                     if now - last_ping >= ping_every_s:
                         await pubsub.ping()
