@@ -14,7 +14,10 @@ Plus the persona rule engine in-process (validation + rules + JSON). Prints one 
 
 The load generator shares the machine's CPUs with the agents, so each run also reports what it
 cost and what the servers saw: ``client_cpu_ms_per_request`` (this process's CPU time per answered
-request), ``server_cpu_ms_per_request`` (the agent's uvicorn processes, from /proc), and
+request), ``server_cpu_ms_per_request`` (the agent's uvicorn processes, from /proc),
+``llm_simulator_cpu_ms_per_request`` (mood: the DeepSeek/Gemini stand-in runs on the same CPUs,
+which a remote API would not), ``answered_by`` (mood: which classifier answered — lexicon = both
+LLMs late or failed, or shed under overload) and
 ``server_side`` — the agents' own request-duration histogram (``/metrics``, prometheus multiprocess
 mode across the workers, measured from the first ASGI middleware to the last byte handed to the
 socket): the share of requests answered within 5 ms and bucket upper bounds of p50/p95/p99. Client
@@ -184,6 +187,7 @@ def llm_process(latency_ms: float, workdir: Path) -> Iterator[str]:
         stderr=log,
     )
     url = f"http://127.0.0.1:{port}"
+    SERVER_PIDS["llm"] = proc.pid
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -351,17 +355,22 @@ async def load(
     hist_before = await asyncio.to_thread(histogram, base, path)
     frames_before = await asyncio.to_thread(mood_classifiers, base)
     server_cpu = tree_cpu_s(server_pid) if server_pid else 0.0
+    llm_pid = SERVER_PIDS.get("llm") if path == "/analyze" else None
+    llm_cpu = tree_cpu_s(llm_pid) if llm_pid else 0.0
     client_cpu = time.process_time()
     start = time.perf_counter()
     await asyncio.gather(*(client(c) for c in range(CLIENTS)))
     wall = time.perf_counter() - start
     client_cpu = time.process_time() - client_cpu
     server_cpu = (tree_cpu_s(server_pid) - server_cpu) if server_pid else 0.0
+    llm_cpu = (tree_cpu_s(llm_pid) - llm_cpu) if llm_pid else 0.0
     out = summary(latencies, wall, errors)
     answered = max(1, len(latencies))
     out["client_cpu_ms_per_request"] = round(client_cpu / answered * 1000, 3)
     if server_pid:
         out["server_cpu_ms_per_request"] = round(server_cpu / answered * 1000, 3)
+    if llm_pid:  # the DeepSeek/Gemini stand-in shares these CPUs (a remote API would not)
+        out["llm_simulator_cpu_ms_per_request"] = round(llm_cpu / answered * 1000, 3)
     out["server_side"] = server_side(hist_before, await asyncio.to_thread(histogram, base, path))
     frames = await asyncio.to_thread(mood_classifiers, base)
     if frames:  # mood: who answered (lexicon = both LLMs late/failed, or shed under overload)
@@ -456,6 +465,11 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="uvicorn workers per agent")
     parser.add_argument("--llm-latency-ms", type=float, default=40.0, help="simulated LLM answer time")
     parser.add_argument("--in-process", type=int, default=5000, help="persona engine calls in-process")
+    parser.add_argument(
+        "--only",
+        default="persona,mood_context_llm,mood_signal_lexicon,context",
+        help="comma-separated endpoints to measure (default: all four)",
+    )
     parser.add_argument("--serve-llm", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_llm:
@@ -554,7 +568,13 @@ def main() -> int:
                 "context": (context + "/context", context_body),
             }
             http: dict[str, Any] = {}
+            only = [n.strip() for n in args.only.split(",") if n.strip()]
+            unknown = sorted(set(only) - set(endpoints))
+            if unknown:
+                raise SystemExit(f"--only: unknown endpoint(s) {unknown}; known: {sorted(endpoints)}")
             for name, (url, make) in endpoints.items():
+                if name not in only:
+                    continue
                 pid = SERVER_PIDS[url.rsplit("/", 1)[0]]
                 http[name] = {
                     mode: asyncio.run(load(url, make, args.requests, rate, warmup=warm, server_pid=pid))
@@ -563,8 +583,8 @@ def main() -> int:
             result["http"] = http
         result["persona_in_process"] = persona_in_process(args.in_process)
         result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-        paced = result["http"]["persona"]["paced"]["p95_ms"]
-        result["persona_goal_met_paced"] = paced <= 5.0
+        if "persona" in result["http"]:
+            result["persona_goal_met_paced"] = result["http"]["persona"]["paced"]["p95_ms"] <= 5.0
     finally:
         shutil.rmtree(work, ignore_errors=True)
     json.dump(result, sys.stdout, indent=2)

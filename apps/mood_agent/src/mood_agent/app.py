@@ -100,7 +100,9 @@ def create(settings: MoodAgentSettings | None = None) -> FastAPI:
         user = str(req.user_id)
         prev_id = str(req.previous_mood_frame_id) if req.previous_mood_frame_id else None
         prev, prev_error = await store.previous(user, prev_id)
-        left = deadline_s - reserve_s - (time.perf_counter() - start)
+        # the loop's current lag estimates how long this request already waited before the
+        # handler ran (accepted, parsed, queued behind other callbacks): it counts against the deadline
+        left = deadline_s - reserve_s - (time.perf_counter() - start) - lag.lag_s
         verdict = await classifier.classify(req.text, req.mode, budget_s=left)
         frame, keep, spike, mismatch = build_frame(
             verdict.result,

@@ -41,8 +41,9 @@ class MoodAgentSettings(HttpServiceSettings, HttpClientSettings):
     mood_llm_budget_ms: int = Field(default=150, ge=1, le=5000)
     #: the fallback LLM is asked too when the primary has not answered after this long
     mood_hedge_after_ms: int = Field(default=60, ge=0, le=5000)
-    #: hard deadline of one /analyze from the handler's start: the LLMs get what is left of it
-    #: minus ``mood_reserve_ms`` (lexicon, smoothing, Redis write, JSON), capped by the budget above
+    #: hard deadline of one /analyze from the handler's start, less the event loop's current lag
+    #: (the wait before the handler): the LLMs get what is left of it minus ``mood_reserve_ms``
+    #: (lexicon, smoothing, Redis write, JSON), capped by the budget above
     mood_deadline_ms: int = Field(default=180, ge=10, le=10000)
     mood_reserve_ms: int = Field(default=15, ge=0, le=1000)
     #: LLM calls in flight per worker; beyond, requests are answered by the lexicon at once
