@@ -2,8 +2,8 @@
 
 .PHONY: bench-agents test-agents molecule-agents
 
-bench-agents: ## p50/p95/p99 of /persona, /analyze, /context over HTTP (50 clients, bounded) + persona in-process, JSON
-	.venv/bin/python bench/agents.py
+bench-agents: ## p50/p95/p99 of /persona, /analyze, /context over HTTP (50 clients, bounded) + persona in-process, JSON (args: BENCH_AGENTS_ARGS)
+	@.venv/bin/python bench/agents.py $(BENCH_AGENTS_ARGS)
 
 test-agents: ## unit, golden, property and integration tests of the three agents
 	.venv/bin/pytest -q apps/persona_agent apps/mood_agent apps/context_agent
