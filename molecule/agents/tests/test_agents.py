@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 import uuid
@@ -57,6 +58,25 @@ def test_unit_env_health_metrics(host: str) -> None:
     health = httpx.get(url(host, "/health"), timeout=10)
     assert health.status_code == 200, health.text
     assert f"{app}_http_requests_total" in httpx.get(url(host, "/metrics"), timeout=10).text
+    assert node.file(f"/run/unde-{unit}").is_directory  # PROMETHEUS_MULTIPROC_DIR (roles/unde_app)
+
+
+def _health_count(host: str, app: str) -> float:
+    text = httpx.get(url(host, "/metrics"), timeout=10).text
+    pattern = rf'^{app}_http_requests_total\{{method="GET",route="/health",status="200"\}} (\S+)$'
+    found = re.search(pattern, text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+@pytest.mark.parametrize("host", sorted(AGENTS))
+def test_metrics_add_up_every_worker(host: str) -> None:
+    """The agents run several uvicorn workers: /metrics (answered by any one of them) counts the
+    requests of all of them (prometheus multiprocess mode), not a single worker's share."""
+    app, _ = AGENTS[host]
+    before = _health_count(host, app)
+    for _ in range(30):  # a new connection each time, so the kernel spreads them over the workers
+        assert httpx.get(url(host, "/health"), timeout=10).status_code == 200
+    assert _health_count(host, app) - before >= 30
 
 
 def test_persona_endpoints() -> None:
