@@ -136,42 +136,26 @@ SERVER_PIDS: dict[str, int] = {}
 
 @contextmanager
 def agent(module: str, env: dict[str, str], workdir: Path, port: int) -> Iterator[str]:
+    from unde_common.testing import running_service
+
     env_file = workdir / f"{module}.env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     os.chmod(env_file, 0o600)
-    log = (workdir / f"{module}.log").open("w")
     prom = workdir / f"{module}.prom"  # one registry across the uvicorn workers
     prom.mkdir()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", module],
-        env={**os.environ, "UNDE_ENV_FILE": str(env_file), "PROMETHEUS_MULTIPROC_DIR": str(prom)},
-        stdout=log,
-        stderr=log,
-    )
     url = f"http://127.0.0.1:{port}"
-    SERVER_PIDS[url] = proc.pid
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{module} exited: {(workdir / f'{module}.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(url + "/health/live", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{module} did not start")
-            time.sleep(0.2)
-        yield url
-    finally:
-        SERVER_PIDS.pop(url, None)
-        proc.terminate()
+    with running_service(
+        [sys.executable, "-m", module],
+        env_file,
+        url + "/health/live",
+        workdir / f"{module}.log",
+        extra_env={"PROMETHEUS_MULTIPROC_DIR": str(prom)},
+    ) as proc:
+        SERVER_PIDS[url] = proc.pid
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+            yield url
+        finally:
+            SERVER_PIDS.pop(url, None)
 
 
 @contextmanager

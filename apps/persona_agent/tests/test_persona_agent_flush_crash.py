@@ -9,8 +9,6 @@ waits inside its shard transaction (seen in pg_stat_activity); then Redis is pau
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import threading
 import time
@@ -25,7 +23,7 @@ import pytest
 import redis
 
 from persona_agent.settings import PersonaAgentSettings
-from unde_common.testing import EnvWriterFactory, free_port, redis_server
+from unde_common.testing import EnvWriterFactory, free_port, redis_server, running_service
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -45,33 +43,10 @@ def agent(shard_dsn: str, tmp_path: Path, env_writer: EnvWriterFactory) -> Itera
                 "HOST": "127.0.0.1",
             }
         )
-        log = (tmp_path / "agent.log").open("w")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "persona_agent"],
-            env={**os.environ, "UNDE_ENV_FILE": str(env_file)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
         agent_url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                assert proc.poll() is None, (tmp_path / "agent.log").read_text()[-3000:]
-                try:
-                    if httpx.get(agent_url + "/health/live", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "the persona agent did not start"
-                time.sleep(0.1)
+        live = agent_url + "/health/live"
+        with running_service([sys.executable, "-m", "persona_agent"], env_file, live, tmp_path / "agent.log"):
             yield agent_url, redis.Redis.from_url(f"{base}/13")
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            log.close()
 
 
 def shard_state(dsn: str, user: str) -> tuple[Any, ...]:

@@ -70,6 +70,7 @@ __all__ = [
     "postgres_server",
     "redis_server",
     "required_env",
+    "running_service",
     "serve_command",
     "serve_module",
     "settings_env",
@@ -385,6 +386,45 @@ def serve_command(args: Sequence[str], env_file: Path, url: str, *, timeout_s: f
             output, _ = proc.communicate()
     records = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
     return ServedProcess(response, output, records)
+
+
+@contextlib.contextmanager
+def running_service(
+    args: Sequence[str],
+    env_file: Path,
+    url: str,
+    log_path: Path,
+    *,
+    extra_env: Mapping[str, str] | None = None,
+    timeout_s: float = 60.0,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``args`` with ``UNDE_ENV_FILE=env_file`` (output to ``log_path``) until GET ``url``
+    answers 200, yield the process, then stop it (SIGTERM; SIGKILL after 20 s). Raises with the
+    log's tail when the process exits or does not answer within ``timeout_s``."""
+    env = {**os.environ, ENV_FILE_VAR: str(env_file), **(extra_env or {})}
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(list(args), env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{args} exited: {log_path.read_text()[-3000:]}")
+                try:
+                    if httpx.get(url, timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{args} did not answer {url}: {log_path.read_text()[-3000:]}")
+                time.sleep(0.1)
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def serve_module(module: str, env_file: Path, *, port: int, path: str = "/health/live") -> ServedProcess:
