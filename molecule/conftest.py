@@ -25,8 +25,8 @@ from typing import Any
 
 import pytest
 import testinfra  # type: ignore[import-untyped]
-import yaml
 from testinfra.host import Host  # type: ignore[import-untyped]
+from unde_tools.lab_vault import decrypt
 
 REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY") or Path(__file__).resolve().parents[1])
 INVENTORY = REPO / "inventories" / "lab" / "hosts.yml"
@@ -38,8 +38,7 @@ SSH_ARGS = (
     f"-o ControlMaster=auto -o ControlPersist=60s -o ControlPath={Path(tempfile.gettempdir())}/unde-ti-%C"
 )
 JOURNAL_LINES = 100
-VAULT = REPO / "inventories" / "lab" / "secrets.vault.yml"
-VAULT_ID = f"lab@{REPO / 'inventories' / 'lab' / 'vault-password.txt'}"
+vault = functools.cache(decrypt)
 sys.modules.setdefault("unde_molecule_lab", sys.modules[__name__])
 
 
@@ -155,22 +154,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             report.sections.append((f"journal of {unit} on {host} (last {JOURNAL_LINES} lines)", text))
 
 
-@functools.cache
-def vault() -> dict[str, Any]:
-    """The lab vault's ``vault_*`` variables (lab-only values)."""
-    exe = Path(sys.executable).parent / "ansible-vault"
-    out = subprocess.run(
-        [str(exe) if exe.exists() else "ansible-vault", "view", "--vault-id", VAULT_ID, str(VAULT)],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "ANSIBLE_VAULT_IDENTITY_LIST": ""},
-    ).stdout
-    data: dict[str, Any] = yaml.safe_load(out)["all"]["vars"]
-    return data
-
-
 @pytest.fixture(scope="session")
 def secrets() -> dict[str, Any]:
+    """The lab vault's ``vault_*`` variables (lab-only values)."""
     return vault()

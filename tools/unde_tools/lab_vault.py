@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import base64
 import datetime
+import os
 import secrets
 import subprocess
 import sys
@@ -126,6 +127,9 @@ def decrypt() -> dict[str, Any]:
         capture_output=True,
         text=True,
         check=True,
+        timeout=60,
+        # molecule exports the same identity in ANSIBLE_VAULT_IDENTITY_LIST: name it only once
+        env={**os.environ, "ANSIBLE_VAULT_IDENTITY_LIST": ""},
     ).stdout
     data = yaml.safe_load(out)
     values: dict[str, Any] = data["all"]["vars"]
