@@ -11,29 +11,26 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg.rows import dict_row
 
 from apify import collect
 from apify.collectors import BRANDS
 from apify.runtime import Runtime
 from apify.settings import ApifySettings
-from unde_common.catalog_testing import ApifySimulator, apify_item, login_dsn, migrated_database
-from unde_common.testing import LoopbackServer, PostgresHandle
+from unde_testkit.apptests import serving, staging_database, truncated
+from unde_testkit.catalog_testing import ApifySimulator, apify_item
+from unde_testkit.testing import PostgresHandle
 
 DB = "cat_apify"
 
 
 @pytest.fixture(scope="module")
 def staging(pg: PostgresHandle) -> tuple[str, str]:
-    su = migrated_database(pg, DB, "unde_staging")
-    return su, login_dsn(pg, DB, "apify", ["unde_staging_apify"])
+    return staging_database(pg, DB, "apify", "unde_staging_apify")
 
 
 @pytest.fixture(scope="module")
 def apify_api() -> Iterator[tuple[ApifySimulator, str]]:
-    sim = ApifySimulator()
-    with LoopbackServer(sim.app) as srv:
-        yield sim, srv.url
+    yield from serving(ApifySimulator())
 
 
 @pytest.fixture
@@ -51,8 +48,7 @@ def sim(apify_api: tuple[ApifySimulator, str]) -> ApifySimulator:
 
 @pytest.fixture
 def db(staging: tuple[str, str]) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(staging[0], autocommit=True, row_factory=dict_row) as conn:
-        conn.execute("TRUNCATE raw_products, scraper_logs")
+    with truncated(staging[0], "raw_products", "scraper_logs") as conn:
         yield conn
 
 

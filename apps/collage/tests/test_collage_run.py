@@ -13,14 +13,14 @@ from typing import Any
 import psycopg
 import pytest
 from PIL import Image, JpegImagePlugin
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from collage import builder
 from collage.runtime import Runtime
 from collage.settings import CollageSettings
-from unde_common.catalog_testing import jpeg_bytes, login_dsn, migrated_database
-from unde_common.testing import PostgresHandle, S3Handle
+from unde_testkit.apptests import fetch_product, staging_database, truncated
+from unde_testkit.catalog_testing import jpeg_bytes
+from unde_testkit.testing import PostgresHandle, S3Handle
 
 DB = "cat_collage"
 BUCKET = "cat-collage"
@@ -28,14 +28,12 @@ BUCKET = "cat-collage"
 
 @pytest.fixture(scope="module")
 def staging(pg: PostgresHandle) -> tuple[str, str]:
-    su = migrated_database(pg, DB, "unde_staging")
-    return su, login_dsn(pg, DB, "collage", ["unde_staging_collage"])
+    return staging_database(pg, DB, "collage", "unde_staging_collage")
 
 
 @pytest.fixture
 def db(staging: tuple[str, str]) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(staging[0], autocommit=True, row_factory=dict_row) as conn:
-        conn.execute("TRUNCATE raw_products")
+    with truncated(staging[0], "raw_products") as conn:
         yield conn
 
 
@@ -82,19 +80,13 @@ def add_uploaded(
     return int(row["id"])
 
 
-def product(db: psycopg.Connection[Any], external_id: str) -> dict[str, Any]:
-    row = db.execute("SELECT * FROM raw_products WHERE external_id = %s", (external_id,)).fetchone()
-    assert row is not None
-    return dict(row)
-
-
 def test_collage_is_full_resolution_q95_444(db: psycopg.Connection[Any], rt: Runtime) -> None:
     add_uploaded(db, rt, "P1", [(400, 600), (300, 500), (500, 650)])
 
     summary = builder.run(rt)
 
     assert (summary.products, summary.ready, summary.errors) == (1, 1, 0)
-    row = product(db, "P1")
+    row = fetch_product(db, "P1")
     assert row["image_status"] == "collage_ready" and row["error_message"] is None
     assert row["collage_url"] == rt.public_url("collages/zara/P1.jpg")
     img = Image.open(io.BytesIO(rt.store.get_bytes("collages/zara/P1.jpg")))
@@ -127,12 +119,12 @@ def test_faults_end_as_error_and_keep_image_urls(db: psycopg.Connection[Any], rt
     summary = builder.run(rt)
 
     assert (summary.ready, summary.errors) == (1, 3)
-    m1 = product(db, "M1")
+    m1 = fetch_product(db, "M1")
     assert m1["image_status"] == "error" and m1["collage_attempts"] == 1
     assert "original 2" in m1["error_message"] and "NoSuchKey" in m1["error_message"]
     assert m1["image_urls"] is not None  # kept: tells the downloader's retry this is not its failure
-    assert "does not decode" in product(db, "C1")["error_message"]
-    assert "image_urls is empty" in product(db, "E1")["error_message"]
+    assert "does not decode" in fetch_product(db, "C1")["error_message"]
+    assert "image_urls is empty" in fetch_product(db, "E1")["error_message"]
     assert rt.metrics.app.registry.get_sample_value("collage_processing_errors") == 0.75
 
 
@@ -140,12 +132,12 @@ def test_retry_failed_rebuilds_after_the_original_is_back(db: psycopg.Connection
     add_uploaded(db, rt, "R1", [(300, 300), (300, 400)])
     rt.store.delete(builder.original_key("zara", "R1", 1))
     builder.run(rt)
-    assert product(db, "R1")["image_status"] == "error"
+    assert fetch_product(db, "R1")["image_status"] == "error"
     assert builder.run(rt, retry=True).errors == 1  # still missing: attempts 2
     rt.store.put_bytes(builder.original_key("zara", "R1", 1), jpeg_bytes(300, 300), content_type="image/jpeg")
     summary = builder.run(rt, retry=True)
     assert summary.ready == 1
-    row = product(db, "R1")
+    row = fetch_product(db, "R1")
     assert (row["image_status"], row["collage_attempts"], row["error_message"]) == ("collage_ready", 0, None)
     db.execute(
         "UPDATE raw_products SET image_status = 'error', collage_attempts = 5 WHERE external_id = 'R1'"

@@ -6,7 +6,7 @@ import pytest
 
 from collage.settings import CollageSettings
 from unde_common.settings import SettingsError, redis_db
-from unde_common.testing import EnvWriter, EnvWriterFactory
+from unde_testkit.testing import EnvWriter, EnvWriterFactory
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from unde_common.testing import PostgresHandle
-from unde_common.testing_sql import migrate_database
+from unde_testkit.testing import PostgresHandle
+from unde_testkit.testing_sql import migrate_database
 
 
 @pytest.fixture(scope="session")

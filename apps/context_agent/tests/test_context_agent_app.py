@@ -3,42 +3,16 @@
 
 from __future__ import annotations
 
-import pytest
-
 from context_agent.app import create
 from context_agent.settings import ContextAgentSettings
-from unde_common.testing import (
-    EnvWriter,
-    EnvWriterFactory,
-    PostgresHandle,
-    assert_entry_point,
-    assert_health_fails,
-    assert_health_ok,
-    free_port,
-)
+from unde_testkit.apptests import ServiceAppSpec, ServiceAppTests
 
 
-@pytest.fixture
-def write_env(env_writer: EnvWriterFactory) -> EnvWriter:
-    return env_writer(ContextAgentSettings)
-
-
-def test_health_and_metrics(write_env: EnvWriter, pg: PostgresHandle, redis_url: str) -> None:
-    write_env({"PRODUCTION_DB_URL": pg.dsn, "REDIS_URL": redis_url.replace("/0", "/15")})
-    assert_health_ok(create(ContextAgentSettings.load()), "context_agent", ["production_db", "redis"])
-
-
-def test_health_names_unreachable_dependencies(write_env: EnvWriter) -> None:
-    write_env(
-        {
-            "PRODUCTION_DB_URL": f"postgresql://u:hunter2@127.0.0.1:{free_port()}/x",
-            "REDIS_URL": f"redis://:hunter2@127.0.0.1:{free_port()}/15",
-            "HEALTH_CHECK_TIMEOUT_S": "1",
-            "DB_CONNECT_TIMEOUT_S": "1",
-        }
+class TestService(ServiceAppTests):
+    spec = ServiceAppSpec(
+        app="context_agent",
+        settings=ContextAgentSettings,
+        create=create,
+        dependencies={"production_db": "PRODUCTION_DB_URL", "redis": "REDIS_URL"},
+        redis_db=15,
     )
-    assert_health_fails(create(ContextAgentSettings.load()), ["production_db", "redis"], secret="hunter2")
-
-
-def test_entry_point_serves_and_logs_json(write_env: EnvWriter) -> None:
-    assert_entry_point("context_agent", write_env)

@@ -26,7 +26,7 @@ from context_agent.settings import ContextAgentSettings
 from context_agent.sun import sunset_utc
 from context_agent.time_context import closes_in_hours, part_of_day
 from context_agent.weather_client import parse_forecast
-from unde_common.testing import LoopbackServer, free_port
+from unde_testkit.testing import LoopbackServer, free_port
 
 DHM = {"lat": 25.1026, "lng": 55.2435, "mall_id": "dubai-hills-mall"}
 PREFS = {

@@ -24,14 +24,14 @@ from pydantic import SecretStr
 from embed_batch.app import create
 from embed_batch.jobs import JobStore, pending_photos, run_job
 from embed_batch.settings import EmbedBatchSettings
-from embedder.images import decode_image
 from embedder.model import ImageEncoder
-from embedder.testmodel import build_test_model
-from recognition.simulators import solid_image
-from recognition.testbed import migrate_database, png_bytes
 from unde_common.db import create_pool
+from unde_common.images import decode_image
 from unde_common.s3 import ObjectStore, S3Config
-from unde_common.testing import PostgresHandle, S3Handle, free_port
+from unde_testkit.recognition_simulators import solid_image
+from unde_testkit.recognition_testbed import migrate_database, png_bytes
+from unde_testkit.testing import PostgresHandle, S3Handle, free_port
+from unde_testkit.testmodel import build_test_model
 
 COLOURS = [(200, 30, 40), (30, 60, 190), (40, 150, 60), (230, 210, 40), (150, 150, 150)]
 

@@ -13,13 +13,13 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from embedder.app import create
-from embedder.images import ImageError, ImageRef, decode_image
 from embedder.model import CLIP_MEAN, CLIP_STD, ImageEncoder, ModelError, preprocess
 from embedder.settings import EmbedderSettings
-from embedder.testmodel import build_test_model
-from recognition.simulators import ImageHost, solid_image
-from recognition.testbed import png_bytes, serve_asgi
-from unde_common.testing import EnvWriter, EnvWriterFactory, assert_entry_point, assert_health_ok, free_port
+from unde_common.images import ImageError, ImageRef, decode_image
+from unde_testkit.recognition_simulators import ImageHost, solid_image
+from unde_testkit.recognition_testbed import png_bytes, serve_asgi
+from unde_testkit.testing import EnvWriter, EnvWriterFactory, assert_entry_point, assert_health_ok, free_port
+from unde_testkit.testmodel import build_test_model
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 
 from embedder.settings import EmbedderSettings
 from unde_common.settings import SettingsError
-from unde_common.testing import EnvWriter, EnvWriterFactory
+from unde_testkit.testing import EnvWriter, EnvWriterFactory
 
 
 @pytest.fixture

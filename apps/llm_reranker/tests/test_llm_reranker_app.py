@@ -12,9 +12,9 @@ from PIL import Image
 
 from llm_reranker.app import create
 from llm_reranker.settings import LlmRerankerSettings
-from recognition.simulators import GeminiSimulator, ImageHost, solid_image
-from recognition.testbed import serve_asgi
-from unde_common.testing import EnvWriter, EnvWriterFactory, assert_entry_point, assert_health_ok, free_port
+from unde_testkit.recognition_simulators import GeminiSimulator, ImageHost, solid_image
+from unde_testkit.recognition_testbed import serve_asgi
+from unde_testkit.testing import EnvWriter, EnvWriterFactory, assert_entry_point, assert_health_ok, free_port
 
 
 @pytest.fixture(scope="module")

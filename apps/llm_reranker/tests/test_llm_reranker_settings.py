@@ -6,7 +6,7 @@ import pytest
 
 from llm_reranker.settings import LlmRerankerSettings
 from unde_common.settings import SettingsError
-from unde_common.testing import EnvWriter, EnvWriterFactory
+from unde_testkit.testing import EnvWriter, EnvWriterFactory
 
 
 @pytest.fixture

@@ -3,34 +3,16 @@
 
 from __future__ import annotations
 
-import pytest
-
 from mood_agent.app import create
 from mood_agent.settings import MoodAgentSettings
-from unde_common.testing import (
-    EnvWriter,
-    EnvWriterFactory,
-    assert_entry_point,
-    assert_health_fails,
-    assert_health_ok,
-    free_port,
-)
+from unde_testkit.apptests import ServiceAppSpec, ServiceAppTests
 
 
-@pytest.fixture
-def write_env(env_writer: EnvWriterFactory) -> EnvWriter:
-    return env_writer(MoodAgentSettings)
-
-
-def test_health_and_metrics(write_env: EnvWriter, redis_url: str) -> None:
-    write_env({"REDIS_URL": redis_url.replace("/0", "/9")})
-    assert_health_ok(create(MoodAgentSettings.load()), "mood_agent", ["redis"])
-
-
-def test_health_names_unreachable_dependencies(write_env: EnvWriter) -> None:
-    write_env({"REDIS_URL": f"redis://:hunter2@127.0.0.1:{free_port()}/9", "HEALTH_CHECK_TIMEOUT_S": "1"})
-    assert_health_fails(create(MoodAgentSettings.load()), ["redis"], secret="hunter2")
-
-
-def test_entry_point_serves_and_logs_json(write_env: EnvWriter) -> None:
-    assert_entry_point("mood_agent", write_env)
+class TestService(ServiceAppTests):
+    spec = ServiceAppSpec(
+        app="mood_agent",
+        settings=MoodAgentSettings,
+        create=create,
+        dependencies={"redis": "REDIS_URL"},
+        redis_db=9,
+    )

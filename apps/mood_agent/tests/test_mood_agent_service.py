@@ -23,7 +23,7 @@ from mood_agent.app import create
 from mood_agent.classifier import HedgedClassifier, LoopLag
 from mood_agent.clients import DeepSeekClient
 from mood_agent.settings import MoodAgentSettings
-from unde_common.testing import EnvWriter, EnvWriterFactory, LoopbackServer, free_port
+from unde_testkit.testing import EnvWriter, EnvWriterFactory, LoopbackServer, free_port
 
 ANSWER = {
     "valence": 0.8,

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from unde_common.testing import PostgresHandle
-from unde_common.testing_sql import migrate_database
+from unde_testkit.testing import PostgresHandle
+from unde_testkit.testing_sql import migrate_database
 
 
 @pytest.fixture(scope="session")
@@ -18,5 +18,5 @@ def shard_dsn(pg: PostgresHandle) -> str:
 
 @pytest.fixture(scope="session")
 def migrate_db() -> Callable[[PostgresHandle, str, str], str]:
-    """:func:`unde_common.testing_sql.migrate_database` for tests that start their own servers."""
+    """:func:`unde_testkit.testing_sql.migrate_database` for tests that start their own servers."""
     return migrate_database

@@ -23,7 +23,7 @@ import pytest
 import redis
 
 from persona_agent.settings import PersonaAgentSettings
-from unde_common.testing import EnvWriterFactory, free_port, redis_server, running_service
+from unde_testkit.testing import EnvWriterFactory, free_port, redis_server, running_service
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -19,7 +19,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from persona_agent.app import create
 from persona_agent.settings import PersonaAgentSettings
-from unde_common.testing import PostgresHandle, postgres_server
+from unde_testkit.testing import PostgresHandle, postgres_server
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from persona_agent.app import create
 from persona_agent.cli import main as cleanup_main
 from persona_agent.settings import PersonaAgentSettings
-from unde_common.testing import EnvWriter, EnvWriterFactory, free_port
+from unde_testkit.testing import EnvWriter, EnvWriterFactory, free_port
 
 
 @pytest.fixture

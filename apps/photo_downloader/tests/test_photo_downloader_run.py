@@ -20,14 +20,14 @@ from typing import Any
 import psycopg
 import pytest
 from PIL import Image
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from photo_downloader import downloader
 from photo_downloader.runtime import Runtime
 from photo_downloader.settings import PhotoDownloaderSettings
-from unde_common.catalog_testing import ImageHostSimulator, login_dsn, migrated_database
-from unde_common.testing import LoopbackServer, PostgresHandle, S3Handle
+from unde_testkit.apptests import fetch_product, serving, staging_database, truncated
+from unde_testkit.catalog_testing import ImageHostSimulator
+from unde_testkit.testing import PostgresHandle, S3Handle
 
 DB = "cat_photo_downloader"
 BUCKET = "cat-photo-downloader"
@@ -35,21 +35,17 @@ BUCKET = "cat-photo-downloader"
 
 @pytest.fixture(scope="module")
 def staging(pg: PostgresHandle) -> tuple[str, str]:
-    su = migrated_database(pg, DB, "unde_staging")
-    return su, login_dsn(pg, DB, "downloader", ["unde_staging_downloader"])
+    return staging_database(pg, DB, "downloader", "unde_staging_downloader")
 
 
 @pytest.fixture(scope="module")
 def host() -> Iterator[tuple[ImageHostSimulator, str]]:
-    sim = ImageHostSimulator()
-    with LoopbackServer(sim.app) as srv:
-        yield sim, srv.url
+    yield from serving(ImageHostSimulator())
 
 
 @pytest.fixture
 def db(staging: tuple[str, str]) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(staging[0], autocommit=True, row_factory=dict_row) as conn:
-        conn.execute("TRUNCATE raw_products")
+    with truncated(staging[0], "raw_products") as conn:
         yield conn
 
 
@@ -91,12 +87,6 @@ def add_product(db: psycopg.Connection[Any], external_id: str, urls: Any, brand:
     return int(row["id"])
 
 
-def product(db: psycopg.Connection[Any], external_id: str) -> dict[str, Any]:
-    row = db.execute("SELECT * FROM raw_products WHERE external_id = %s", (external_id,)).fetchone()
-    assert row is not None
-    return dict(row)
-
-
 def metric(rt: Runtime, name: str) -> float:
     value = rt.metrics.app.registry.get_sample_value(name)
     assert value is not None, name
@@ -121,11 +111,11 @@ def test_downloads_validates_and_uploads(
     summary = downloader.run(rt)
 
     assert (summary.products, summary.uploaded, summary.errors, summary.photos) == (2, 2, 0, 8)
-    a1 = product(db, "A1")
+    a1 = fetch_product(db, "A1")
     assert a1["image_status"] == "uploaded" and a1["error_message"] is None
     base_url = f"{s3.endpoint_url}/{BUCKET}"
     assert a1["image_urls"] == [f"{base_url}/originals/zara/A1/{n}.jpg" for n in (1, 2, 3)]
-    b7 = product(db, "B7")
+    b7 = fetch_product(db, "B7")
     assert b7["image_urls"] == [f"{base_url}/originals/bershka/B7/{n}.jpg" for n in range(1, 6)]  # ≤ 5
     keys = sorted(rt.store.list_keys("originals/"))
     assert len(keys) == 8
@@ -146,7 +136,7 @@ def test_downloads_validates_and_uploads(
 
     # re-running finds nothing to do; uploaded products stay as they are
     again = downloader.run(rt)
-    assert again.products == 0 and product(db, "A1")["image_status"] == "uploaded"
+    assert again.products == 0 and fetch_product(db, "A1")["image_status"] == "uploaded"
 
 
 FAULTS = {
@@ -180,14 +170,14 @@ def test_each_fault_ends_as_error_with_a_readable_message(
     assert summary.products == len(FAULTS) + 3
     assert summary.errors == len(FAULTS) + 3 and summary.uploaded == 0
     for fault, expected in FAULTS.items():
-        row = product(db, f"F-{fault}")
+        row = fetch_product(db, f"F-{fault}")
         assert row["image_status"] == "error", fault
         assert row["error_message"].startswith("photo 2 ("), row["error_message"]
         assert expected in row["error_message"], (fault, row["error_message"])
         assert row["image_urls"] is None and row["download_attempts"] == 1
-    assert "no original image URLs" in product(db, "F-empty")["error_message"]
-    assert "not a list" in product(db, "F-notalist")["error_message"]
-    assert "not an http(s) URL" in product(db, "F-ftp")["error_message"]
+    assert "no original image URLs" in fetch_product(db, "F-empty")["error_message"]
+    assert "not a list" in fetch_product(db, "F-notalist")["error_message"]
+    assert "not an http(s) URL" in fetch_product(db, "F-ftp")["error_message"]
     assert sim.hits["/img/500/f-500"] == 3  # first try + max_retries
     assert sim.hits["/img/404/f-404"] == 1  # a 404 is not retried
     assert metric(rt, "photo_download_errors") == 1.0
@@ -200,7 +190,7 @@ def test_transient_faults_are_retried_with_backoff_and_retry_after(
     add_product(db, "T1", [sim.url(base, "flaky", "t1"), sim.url(base, "ratelimited", "t1b")])
     started = time.monotonic()
     summary = downloader.run(rt)
-    assert summary.uploaded == 1, product(db, "T1")["error_message"]
+    assert summary.uploaded == 1, fetch_product(db, "T1")["error_message"]
     assert sim.hits["/img/flaky/t1"] == 3 and sim.hits["/img/ratelimited/t1b"] == 2
     assert time.monotonic() - started >= 1.0  # Retry-After: 1 was honoured
 
@@ -226,10 +216,10 @@ def test_retry_takes_download_errors_only_and_stops_after_max_attempts(
     summary = downloader.run(rt, retry=True)
 
     assert summary.products == 1 and summary.uploaded == 1
-    r1 = product(db, "R1")
+    r1 = fetch_product(db, "R1")
     assert (r1["image_status"], r1["download_attempts"], r1["error_message"]) == ("uploaded", 0, None)
-    assert product(db, "R2")["image_status"] == "error"  # attempts exhausted: left visible in error
-    assert product(db, "R3")["error_message"] == "collage: x"  # the collage stage's error is not ours
+    assert fetch_product(db, "R2")["image_status"] == "error"  # attempts exhausted: left visible in error
+    assert fetch_product(db, "R3")["error_message"] == "collage: x"  # the collage stage's error is not ours
 
 
 def test_two_workers_never_take_the_same_product(

@@ -4,6 +4,7 @@ HTTP services, Ximilar and Gemini simulators with fault injection, and a real Ce
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -19,12 +20,12 @@ import psycopg
 import pytest
 import redis
 
-from recognition.pipeline import Pipeline, PipelineMetrics
+from recognition.pipeline import Pipeline
 from recognition.settings import RecognitionSettings
-from recognition.testbed import Stack, recognition_bed
 from unde_common.db import PoolConfig, create_pool
-from unde_common.metrics import AppMetrics
-from unde_common.testing import PostgresHandle, free_port
+from unde_testkit.apptests import recognition_pipeline
+from unde_testkit.recognition_testbed import Stack, recognition_bed
+from unde_testkit.testing import PostgresHandle, free_port
 
 
 @pytest.fixture(scope="module")
@@ -44,33 +45,13 @@ def sims(stack: Stack) -> Iterator[Stack]:
 
 @pytest.fixture
 def pipeline(stack: Stack) -> Iterator[Callable[..., Pipeline]]:
-    made: list[Pipeline] = []
+    with contextlib.ExitStack() as made:
 
-    def make(gateway: str | None = None, **overrides: Any) -> Pipeline:
-        settings = RecognitionSettings.load(
-            ximilar_gw_url=gateway or stack.gateway(),
-            llm_reranker_url=stack.reranker_url,
-            database_url=stack.main_dsn,
-            staging_db_url=stack.staging_dsn,
-            celery_broker_url=stack.redis_url,
-            celery_result_backend=stack.redis_url,
-            **overrides,
-        )
-        p = Pipeline(
-            settings,
-            main_db=create_pool(stack.main_dsn, app_name="recognition", wait=True),
-            staging_db=create_pool(stack.staging_dsn, app_name="recognition", wait=True),
-            redis_client=redis.Redis.from_url(stack.redis_url),
-            metrics=PipelineMetrics(AppMetrics("recognition", process_collectors=False)),
-        )
-        made.append(p)
-        return p
+        def make(gateway: str | None = None, **overrides: Any) -> Pipeline:
+            bed_pipeline = recognition_pipeline(stack, app_name="recognition", gateway=gateway, **overrides)
+            return made.enter_context(bed_pipeline)
 
-    yield make
-    for p in made:
-        p.close()
-        p.main_db.close()
-        p.staging_db.close()
+        yield make
 
 
 def row(stack: Stack, request_id: str) -> dict[str, Any]:
@@ -182,7 +163,7 @@ def test_bad_photo_url_completes_as_failed_with_the_reason(
 
 
 def test_empty_detection_searches_the_whole_photo(sims: Stack, pipeline: Callable[..., Pipeline]) -> None:
-    from recognition.simulators import solid_image
+    from unde_testkit.recognition_simulators import solid_image
 
     sims.host.put("plain.png", solid_image((300, 300), (200, 30, 40), stripes=4))
     result = pipeline().run(f"{sims.images}/img/plain.png")

@@ -8,7 +8,7 @@ import pytest
 
 from recognition.settings import RecognitionSettings
 from unde_common.settings import SettingsError, redis_db
-from unde_common.testing import EnvWriter, EnvWriterFactory
+from unde_testkit.testing import EnvWriter, EnvWriterFactory
 
 
 @pytest.fixture

@@ -31,7 +31,8 @@ from photo_downloader.celery_app import make_celery as downloader_celery
 from photo_downloader.settings import PhotoDownloaderSettings
 from scraper.celery_app import make_celery as scraper_celery
 from scraper.settings import ScraperSettings
-from unde_common.catalog_testing import (
+from unde_common.s3 import ObjectStore, S3Config
+from unde_testkit.catalog_testing import (
     ApifySimulator,
     ImageHostSimulator,
     XimilarSimulator,
@@ -40,8 +41,7 @@ from unde_common.catalog_testing import (
     login_dsn,
     migrated_database,
 )
-from unde_common.s3 import ObjectStore, S3Config
-from unde_common.testing import LoopbackServer, PostgresHandle, S3Handle
+from unde_testkit.testing import LoopbackServer, PostgresHandle, S3Handle
 from ximilar_sync.celery_app import make_celery as ximilar_celery
 from ximilar_sync.settings import XimilarSyncSettings
 

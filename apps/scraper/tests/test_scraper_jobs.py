@@ -10,14 +10,14 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from scraper import availability, cleanup, sync
 from scraper.runtime import Runtime
 from scraper.settings import ScraperSettings
-from unde_common.catalog_testing import ZaraSimulator, login_dsn, migrated_database
-from unde_common.testing import LoopbackServer, PostgresHandle
+from unde_testkit.apptests import serving, truncated
+from unde_testkit.catalog_testing import ZaraSimulator, login_dsn, migrated_database
+from unde_testkit.testing import PostgresHandle
 
 STAGING, MAIN = "cat_scraper_staging", "cat_scraper_main"
 STORES = [6643, 9204, 9073, 16546]
@@ -38,9 +38,7 @@ def dbs(pg: PostgresHandle) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def zara() -> Iterator[tuple[ZaraSimulator, str]]:
-    sim = ZaraSimulator()
-    with LoopbackServer(sim.app) as srv:
-        yield sim, srv.url
+    yield from serving(ZaraSimulator())
 
 
 @pytest.fixture
@@ -53,15 +51,15 @@ def sim(zara: tuple[ZaraSimulator, str]) -> ZaraSimulator:
 
 @pytest.fixture
 def staging(dbs: dict[str, str]) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(dbs["staging_su"], autocommit=True, row_factory=dict_row) as conn:
-        conn.execute("TRUNCATE raw_products, raw_availability, raw_stores, scraper_logs")
+    with truncated(
+        dbs["staging_su"], "raw_products", "raw_availability", "raw_stores", "scraper_logs"
+    ) as conn:
         yield conn
 
 
 @pytest.fixture
 def prod(dbs: dict[str, str]) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(dbs["main_su"], autocommit=True, row_factory=dict_row) as conn:
-        conn.execute("TRUNCATE products")
+    with truncated(dbs["main_su"], "products") as conn:
         yield conn
 
 

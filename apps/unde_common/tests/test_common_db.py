@@ -17,7 +17,7 @@ from unde_common.db import (
     describe_dsn,
 )
 from unde_common.settings import DbPoolSettings
-from unde_common.testing import PostgresHandle, free_port
+from unde_testkit.testing import PostgresHandle, free_port
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -12,13 +12,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from unde_common.db import PoolConfig, acheck, create_async_pool
 from unde_common.health import create_app, redis_check
 from unde_common.settings import HttpServiceSettings
-from unde_common.testing import PostgresHandle, free_port
+from unde_testkit.testing import PostgresHandle, free_port
 
 pytestmark = pytest.mark.timeout(60)
 
 
 def settings(timeout: float = 0.5) -> HttpServiceSettings:
-    return HttpServiceSettings(app_name="demo", health_check_timeout_s=timeout)
+    return HttpServiceSettings(app_name="demo", port=8000, health_check_timeout_s=timeout)
 
 
 def test_all_checks_pass() -> None:

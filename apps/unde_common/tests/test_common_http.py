@@ -20,7 +20,7 @@ from unde_common.http import (
     redact_url,
 )
 from unde_common.settings import HttpClientSettings
-from unde_common.testing import LoopbackServer, ProviderSimulator, free_port
+from unde_testkit.testing import LoopbackServer, ProviderSimulator, free_port
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from unde_common.metrics import AppMetrics, metric_prefix
-from unde_common.testing import free_port
+from unde_testkit.testing import free_port
 
 
 def samples(text: str) -> dict[str, float]:

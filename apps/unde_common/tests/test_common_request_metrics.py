@@ -17,7 +17,7 @@ from unde_common.settings import HttpServiceSettings
 def traffic(asgi_metrics: bool) -> tuple[dict[tuple[str, ...], float], dict[tuple[str, ...], float]]:
     app = create_app(
         "demo_app",
-        HttpServiceSettings(app_name="demo_app"),
+        HttpServiceSettings(app_name="demo_app", port=8000),
         metrics=AppMetrics("demo_app"),
         asgi_metrics=asgi_metrics,
     )

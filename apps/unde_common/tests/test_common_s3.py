@@ -7,7 +7,7 @@ from pydantic import SecretStr
 
 from unde_common.s3 import ObjectStorageError, ObjectStore, S3Config, S3Settings, s3_client
 from unde_common.settings import SettingsError
-from unde_common.testing import EnvWriter, EnvWriterFactory, S3Handle, free_port
+from unde_testkit.testing import EnvWriter, EnvWriterFactory, S3Handle, free_port
 
 
 def _config(s3: S3Handle, bucket: str) -> S3Config:

@@ -25,7 +25,7 @@ from unde_common.shard_router import (
     routing_table_lookup,
     shard_of,
 )
-from unde_common.testing import PostgresHandle, free_port, postgres_server
+from unde_testkit.testing import PostgresHandle, free_port, postgres_server
 
 pytestmark = pytest.mark.timeout(120)
 CONFIG = PoolConfig(min_size=0, max_size=2, timeout_s=5.0, connect_timeout_s=2)

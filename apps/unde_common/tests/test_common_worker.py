@@ -13,8 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from unde_common.metrics import AppMetrics
 from unde_common.settings import CeleryWorkerSettings
-from unde_common.testing import free_port
 from unde_common.worker import ScheduledTask, beat_schedule, create_celery_app
+from unde_testkit.testing import free_port
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("restore_root_logging")]
 
@@ -85,11 +85,11 @@ def test_real_worker_consumes_its_queue_and_records_metrics(redis_url: str) -> N
 
     @app.task(name="demo.tasks.fail")
     def fail() -> None:
-        raise NotImplementedError("fail: implemented in issue 0")
+        raise NotImplementedError("fail: not implemented here")
 
     with start_worker(app, pool="solo", perform_ping_check=False, loglevel="WARNING"):
         assert add.delay(2, 3).get(timeout=20) == 5
-        with pytest.raises(NotImplementedError, match="implemented in issue 0"):
+        with pytest.raises(NotImplementedError, match="not implemented here"):
             fail.delay().get(timeout=20)
 
     got = {

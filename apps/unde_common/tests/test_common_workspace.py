@@ -68,7 +68,7 @@ def load_toml(path: Path) -> dict[str, Any]:
 
 def test_every_app_is_a_package_here() -> None:
     found = {p.parent.name for p in APPS_DIR.glob("*/pyproject.toml")}
-    assert found == {*APPS, "unde_common"}
+    assert found == {*APPS, "unde_common", "unde_testkit"}
 
 
 @pytest.mark.parametrize("app", APPS)
@@ -102,8 +102,9 @@ def test_root_config_knows_every_package() -> None:
     root = load_toml(ROOT / "pyproject.toml")
     mypy_path = [p.replace("$MYPY_CONFIG_FILE_DIR/", "") for p in root["tool"]["mypy"]["mypy_path"]]
     app_paths = [p for p in mypy_path if p.startswith("apps/")]
-    assert sorted(app_paths) == sorted(f"apps/{a}/src" for a in (*APPS, "unde_common"))
+    assert sorted(app_paths) == sorted(f"apps/{a}/src" for a in (*APPS, "unde_common", "unde_testkit"))
     assert root["tool"]["uv"]["sources"]["unde-common"] == {"workspace": True}
+    assert root["tool"]["uv"]["sources"]["unde-testkit"] == {"workspace": True}
 
 
 def test_test_module_names_are_unique_in_the_repository() -> None:

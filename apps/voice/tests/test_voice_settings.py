@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from unde_common.settings import SettingsError, redis_db
-from unde_common.testing import EnvWriter, EnvWriterFactory
+from unde_testkit.testing import EnvWriter, EnvWriterFactory
 from voice.settings import VoiceSettings
 
 

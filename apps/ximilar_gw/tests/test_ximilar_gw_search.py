@@ -12,8 +12,8 @@ import pytest
 import redis.asyncio as aioredis
 from fastapi.testclient import TestClient
 
-from recognition.testbed import PHOTO_ITEMS, Stack, recognition_bed
-from unde_common.testing import PostgresHandle, free_port
+from unde_testkit.recognition_testbed import PHOTO_ITEMS, Stack, recognition_bed
+from unde_testkit.testing import PostgresHandle, free_port
 from ximilar_gw.app import create
 from ximilar_gw.rate_limiter import RedisRateLimiter
 from ximilar_gw.search import Candidate, merge, needs_booster

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from unde_common.settings import SettingsError
-from unde_common.testing import EnvWriter, EnvWriterFactory
+from unde_testkit.testing import EnvWriter, EnvWriterFactory
 from ximilar_gw.settings import XimilarGwSettings
 
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from unde_common.catalog_testing import XimilarSimulator, login_dsn, migrated_database
-from unde_common.testing import LoopbackServer, PostgresHandle
+from unde_testkit.apptests import fetch_product, serving, staging_database, truncated
+from unde_testkit.catalog_testing import XimilarSimulator
+from unde_testkit.testing import PostgresHandle
 from ximilar_sync import sync
 from ximilar_sync.runtime import Runtime
 from ximilar_sync.settings import XimilarSyncSettings
@@ -23,23 +23,19 @@ DB = "cat_ximilar_sync"
 
 @pytest.fixture(scope="module")
 def staging(pg: PostgresHandle) -> tuple[str, str]:
-    su = migrated_database(pg, DB, "unde_staging")
-    return su, login_dsn(pg, DB, "ximilar", ["unde_staging_ximilar"])
+    return staging_database(pg, DB, "ximilar", "unde_staging_ximilar")
 
 
 @pytest.fixture(scope="module")
 def ximilar() -> Iterator[tuple[XimilarSimulator, str]]:
-    sim = XimilarSimulator()
-    with LoopbackServer(sim.app) as srv:
-        yield sim, srv.url
+    yield from serving(XimilarSimulator())
 
 
 @pytest.fixture
 def db(staging: tuple[str, str], ximilar: tuple[XimilarSimulator, str]) -> Iterator[psycopg.Connection[Any]]:
     ximilar[0].records.clear()
     ximilar[0].faults.clear()
-    with psycopg.connect(staging[0], autocommit=True, row_factory=dict_row) as conn:
-        conn.execute("TRUNCATE raw_products, raw_availability, raw_stores")
+    with truncated(staging[0], "raw_products", "raw_availability", "raw_stores") as conn:
         yield conn
 
 
@@ -85,12 +81,6 @@ def add(
     return int(row["id"])
 
 
-def product(db: psycopg.Connection[Any], external_id: str) -> dict[str, Any]:
-    row = db.execute("SELECT * FROM raw_products WHERE external_id = %s", (external_id,)).fetchone()
-    assert row is not None
-    return dict(row)
-
-
 def test_every_image_goes_to_the_collection_with_metadata(
     db: psycopg.Connection[Any], rt: Runtime, ximilar: tuple[XimilarSimulator, str]
 ) -> None:
@@ -125,9 +115,9 @@ def test_every_image_goes_to_the_collection_with_metadata(
     }
     assert rec["store"] == "9204, Zara Dostyk Plaza"  # in stock there; 9073 has no sizes
     assert rec["floor"] == "Dostyk Plaza"
-    x1 = product(db, "X1")
+    x1 = fetch_product(db, "X1")
     assert x1["ximilar_status"] == "synced" and x1["ximilar_synced_at"] is not None
-    assert product(db, "NOTYET")["ximilar_status"] == "pending"
+    assert fetch_product(db, "NOTYET")["ximilar_status"] == "pending"
     assert rt.metrics.app.registry.get_sample_value("ximilar_sync_pending_count") == 0
     assert rt.metrics.app.registry.get_sample_value("ximilar_sync_errors") == 0
     assert sync.run(rt).products == 0  # re-running sends nothing twice
@@ -149,14 +139,17 @@ def test_provider_faults_end_as_error_with_messages(
     summary = sync.run(rt)
 
     assert summary.synced == 2 and summary.errors == 5  # E429 recovers after Retry-After; GOOD works
-    assert product(db, "E429")["ximilar_status"] == "synced"
-    msgs = {sku: product(db, sku)["ximilar_error_message"] for sku in ("E500", "EMAL", "EREF", "ESLOW", "OK")}
+    assert fetch_product(db, "E429")["ximilar_status"] == "synced"
+    msgs = {
+        sku: fetch_product(db, sku)["ximilar_error_message"]
+        for sku in ("E500", "EMAL", "EREF", "ESLOW", "OK")
+    }
     assert "HTTP 500" in msgs["E500"] and "after 3 attempt(s)" in msgs["E500"]
     assert "malformed JSON" in msgs["EMAL"]
     assert "refused record(s): EREF_1: 400 Image could not be downloaded" in msgs["EREF"]
     assert "ReadTimeout" in msgs["ESLOW"]
     assert "image_urls is empty" in msgs["OK"]
-    assert all(product(db, s)["ximilar_attempts"] == 1 for s in msgs)
+    assert all(fetch_product(db, s)["ximilar_attempts"] == 1 for s in msgs)
     assert rt.metrics.app.registry.get_sample_value("ximilar_sync_errors") == pytest.approx(5 / 7)
 
 
@@ -173,9 +166,9 @@ def test_retry_resends_failures_until_max_attempts(
     db.execute("UPDATE raw_products SET ximilar_attempts = 5 WHERE external_id = 'R2'")
     summary = sync.run(rt, retry=True)
     assert (summary.products, summary.synced) == (1, 1)
-    r1 = product(db, "R1")
+    r1 = fetch_product(db, "R1")
     assert (r1["ximilar_status"], r1["ximilar_attempts"], r1["ximilar_error_message"]) == ("synced", 0, None)
-    assert product(db, "R2")["ximilar_status"] == "error"
+    assert fetch_product(db, "R2")["ximilar_status"] == "error"
 
 
 def test_wrong_token_is_an_error_not_a_crash(
@@ -185,5 +178,5 @@ def test_wrong_token_is_an_error_not_a_crash(
     bad = make_runtime(staging, ximilar[1], ximilar_api_token="wrong")
     summary = sync.run(bad)
     assert summary.errors == 1
-    assert "HTTP 401" in product(db, "T1")["ximilar_error_message"]
-    assert "wrong" not in product(db, "T1")["ximilar_error_message"]
+    assert "HTTP 401" in fetch_product(db, "T1")["ximilar_error_message"]
+    assert "wrong" not in fetch_product(db, "T1")["ximilar_error_message"]

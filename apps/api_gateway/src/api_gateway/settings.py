@@ -28,19 +28,19 @@ class ApiGatewaySettings(HttpServiceSettings, DbPoolSettings, HttpClientSettings
     workers: int = Field(default=4, ge=1, le=64)
 
     #: production DB (Helsinki, through the tunnel): catalog, routing_table
-    production_db_url: PostgresDsn = SecretStr("postgresql://app_ro@localhost:6432/unde_main")
+    production_db_url: PostgresDsn = SecretStr("postgresql://app_ro@localhost/unde_main")
     #: local shard 0 (app_rw): chat history, user knowledge
-    shard_0_db_url: PostgresDsn = SecretStr("postgresql://app_rw@localhost:6432/unde_shard")
+    shard_0_db_url: PostgresDsn = SecretStr("postgresql://app_rw@localhost/unde_shard")
     #: hot-path Redis (local-redis): rate limits, sessions, debounce, DB 14
-    redis_url: RedisDsn = SecretStr("redis://localhost:6379/14")
+    redis_url: RedisDsn = SecretStr("redis://localhost/14")
     #: shard routing cache on local-redis, DB 12
-    shard_routing_redis_url: RedisDsn = SecretStr("redis://localhost:6379/12")
+    shard_routing_redis_url: RedisDsn = SecretStr("redis://localhost/12")
     #: producers: dialogue_queue on local-redis DB 11, recognition_queue on push DB 6
-    dialogue_broker_url: RedisDsn = SecretStr("redis://localhost:6379/11")
-    recognition_broker_url: RedisDsn = SecretStr("redis://localhost:6379/6")
+    dialogue_broker_url: RedisDsn = SecretStr("redis://localhost/11")
+    recognition_broker_url: RedisDsn = SecretStr("redis://localhost/6")
 
-    mood_agent_url: HttpUrl = HttpUrl("http://127.0.0.1:8080")
-    context_agent_url: HttpUrl = HttpUrl("http://127.0.0.1:8080")
+    mood_agent_url: HttpUrl = HttpUrl("http://127.0.0.1")
+    context_agent_url: HttpUrl = HttpUrl("http://127.0.0.1")
 
     #: Object Storage, private user-media bucket
     s3_endpoint: HttpUrl = HttpUrl("https://hel1.your-objectstorage.com")

@@ -1,42 +1,18 @@
-"""Celery app of apify.
-
-Broker ``REDIS_URL`` (Redis DB 7), queue(s) ``apify``, beat schedule
-from :mod:`apify.schedule`.
-
-    celery -A apify.celery_app worker -Q apify
-    celery -A apify.celery_app beat
-
-``app`` is built on first access (``lazy_celery_app``), so importing this module reads no settings.
-"""
+"""Celery app of apify: broker ``REDIS_URL`` (Redis DB 7), queue ``apify``, beat table in
+:mod:`apify.schedule` (``celery -A apify.celery_app worker -Q apify`` / ``beat``)."""
 
 from __future__ import annotations
 
-from celery import Celery
-
-from apify import __version__, runtime
-from apify.schedule import QUEUES, ROUTES, SCHEDULE
+from apify import __version__, runtime, schedule
 from apify.settings import ApifySettings
-from unde_common.metrics import AppMetrics
-from unde_common.worker import create_celery_app, lazy_celery_app
+from unde_common.worker import celery_app_factory, lazy_celery_app
 
-
-def make_celery(settings: ApifySettings | None = None) -> Celery:
-    """The configured Celery app (settings loaded from the environment when not given)."""
-    settings = settings or ApifySettings.load()
-    metrics = AppMetrics(settings.app_name, version=__version__)
-    app = create_celery_app(
-        settings.app_name,
-        settings,
-        broker_url=settings.redis_url,
-        visibility_timeout_s=settings.celery_visibility_timeout_s,
-        queues=QUEUES,
-        routes=ROUTES,
-        schedule=SCHEDULE,
-        include=["apify.tasks"],
-        metrics=metrics,
-    )
-    runtime.bind(app, runtime.Runtime(settings, metrics))
-    return app
-
-
+make_celery = celery_app_factory(
+    "apify",
+    ApifySettings.load,
+    __version__,
+    schedule,
+    on_create=runtime.bind_new,
+    options=lambda s: {"broker_url": s.redis_url, "visibility_timeout_s": s.celery_visibility_timeout_s},
+)
 __getattr__ = lazy_celery_app(__name__, make_celery)

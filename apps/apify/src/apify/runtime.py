@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
-
-import psycopg
-from celery import Celery
-from psycopg.rows import DictRow, dict_row
 
 from apify.client import ApifyClient
 from apify.settings import ApifySettings
 from unde_common.metrics import AppMetrics
+from unde_common.worker import RuntimeRegistry, WorkerRuntime
 
 
 class ApifyMetrics:
@@ -46,36 +42,17 @@ class ApifyMetrics:
         )
 
 
-class Runtime:
+class Runtime(WorkerRuntime[ApifySettings]):
     def __init__(self, settings: ApifySettings, metrics: AppMetrics | None = None) -> None:
-        self.settings = settings
-        self.metrics = ApifyMetrics(metrics or AppMetrics(settings.app_name, process_collectors=False))
+        super().__init__(settings)
+        self.metrics = ApifyMetrics(self.app_metrics(metrics))
 
     @cached_property
     def apify(self) -> ApifyClient:
         return ApifyClient(self.settings)
 
-    def connect(self) -> psycopg.Connection[DictRow]:
-        s = self.settings
-        return psycopg.connect(
-            s.staging_db_url.get_secret_value(),
-            autocommit=True,
-            row_factory=dict_row,
-            prepare_threshold=None,
-            connect_timeout=s.db_connect_timeout_s,
-            application_name=s.app_name,
-        )
 
-
-_RUNTIMES: dict[str, Runtime] = {}
-
-
-def bind(app: Celery, runtime: Runtime) -> None:
-    _RUNTIMES[app.main or ""] = runtime
-
-
-def for_app(app: Any) -> Runtime:
-    key = getattr(app, "main", "") or ""
-    if key not in _RUNTIMES:
-        _RUNTIMES[key] = Runtime(ApifySettings.load())
-    return _RUNTIMES[key]
+_REGISTRY = RuntimeRegistry(Runtime, ApifySettings.load)
+bind = _REGISTRY.bind
+bind_new = _REGISTRY.bind_new
+for_app = _REGISTRY.for_app

@@ -28,9 +28,9 @@ class ApifySettings(CeleryWorkerSettings, DbPoolSettings, HttpClientSettings):
     apify_token: SecretStr
     apify_base_url: HttpUrl = HttpUrl("https://api.apify.com/v2")
     #: staging DB (PgBouncer on staging-db): raw_products, scraper_logs
-    staging_db_url: PostgresDsn = SecretStr("postgresql://apify@localhost:6432/unde_staging")
+    staging_db_url: PostgresDsn = SecretStr("postgresql://apify@localhost/unde_staging")
     #: Celery broker: batch Redis on `push`, catalog pipeline DB 7
-    redis_url: RedisDsn = SecretStr("redis://localhost:6379/7")
+    redis_url: RedisDsn = SecretStr("redis://localhost/7")
     #: an actor run (one brand) may take hours; Redis must not redeliver it meanwhile
     celery_visibility_timeout_s: int = Field(default=6 * 3600, ge=60)
 

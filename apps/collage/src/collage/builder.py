@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import logging
-import shutil
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,9 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
+from psycopg.rows import DictRow
 
 from collage.runtime import Runtime
+from unde_common.catalog import Outcome, WorkQueue, guarded, work_through
 from unde_common.s3 import ObjectStorageError
+from unde_common.worker import empty_dir
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +116,7 @@ def encode(canvas: Image.Image, *, quality: int, subsampling: int) -> bytes:
     return out.getvalue()
 
 
-def build_one(rt: Runtime, row: dict[str, Any]) -> str:
+def build_one(rt: Runtime, row: DictRow) -> str:
     """Build and upload the collage of one product; returns its key (CollageError on failure)."""
     s = rt.settings
     urls = row["image_urls"]
@@ -149,64 +151,52 @@ def build_one(rt: Runtime, row: dict[str, Any]) -> str:
     return key
 
 
-def _safe_build(rt: Runtime, row: dict[str, Any]) -> tuple[str | None, str | None]:
+QUEUE = WorkQueue(
+    claim_new=CLAIM_NEW,
+    claim_retry=CLAIM_RETRY,
+    mark_ok=MARK_READY,
+    mark_error=MARK_ERROR,
+    waiting=QUEUE_SIZE,
+    ok_result="collage_ready",
+    failure_message="collage failed",
+)
+
+
+def _build(rt: Runtime, row: DictRow) -> Outcome[str]:
     try:
-        return build_one(rt, row), None
+        key = build_one(rt, row)
     except CollageError as exc:
-        return None, str(exc)
-    except Exception as exc:  # e.g. MemoryError on an absurd image: the product must not stay claimed
-        log.exception("unexpected collage failure", extra={"product_id": row["id"]})
-        return None, f"unexpected {exc.__class__.__name__}: {exc}"
+        return Outcome(row, error=str(exc))
+    return Outcome(row, mark=(rt.public_url(key), row["id"]), value=key)
 
 
 def run(rt: Runtime, *, retry: bool = False) -> RunSummary:
     """One process_collages (or retry_failed) run."""
     s = rt.settings
-    summary = RunSummary("retry_failed" if retry else "process_collages")
-    started = time.monotonic()
-    seen: list[int] = []  # retry: a product failing again is not taken twice in one run
-    with rt.connect() as conn, ThreadPoolExecutor(s.collage_concurrency, "collage") as pool:
-        while summary.products < s.batch_size:
-            limit = min(s.claim_chunk_size, s.batch_size - summary.products)
-            with conn.transaction():
-                if retry:
-                    rows = conn.execute(CLAIM_RETRY, (s.max_collage_attempts, seen, limit)).fetchall()
-                else:
-                    rows = conn.execute(CLAIM_NEW, (limit,)).fetchall()
-                if not rows:
-                    break
-                seen.extend(row["id"] for row in rows)
-                results = list(pool.map(lambda r: _safe_build(rt, r), rows))
-                for row, (key, error) in zip(rows, results, strict=True):
-                    if key is not None:
-                        conn.execute(MARK_READY, (rt.public_url(key), row["id"]))
-                        summary.ready += 1
-                        rt.metrics.products.labels(row["brand"], "collage_ready").inc()
-                    else:
-                        conn.execute(MARK_ERROR, ((error or "unknown error")[:2000], row["id"]))
-                        summary.errors += 1
-                        rt.metrics.products.labels(row["brand"], "error").inc()
-                        log.warning("collage failed", extra={"product_id": row["id"], "error": error})
-            summary.products += len(rows)
-        summary.queue_left = int(conn.execute(QUEUE_SIZE).fetchone()["n"])  # type: ignore[index]
-    summary.seconds = time.monotonic() - started
-    rt.metrics.queue_size.set(summary.queue_left)
-    if summary.products:
-        rt.metrics.error_ratio.set(summary.errors / summary.products)
+    build = guarded(lambda row: _build(rt, row), "collage")
+    with ThreadPoolExecutor(s.collage_concurrency, "collage") as pool:
+        tally = work_through(
+            rt.connect,
+            QUEUE,
+            lambda _conn, rows: list(pool.map(build, rows)),
+            rt.metrics.stage,
+            retry=retry,
+            max_attempts=s.max_collage_attempts,
+            batch_size=s.batch_size,
+            chunk_size=s.claim_chunk_size,
+        )
+    summary = RunSummary(
+        "retry_failed" if retry else "process_collages",
+        products=tally.products,
+        ready=tally.ok,
+        errors=tally.errors,
+        queue_left=tally.waiting,
+        seconds=tally.seconds,
+    )
     log.info("collage run finished", extra=summary.as_dict())
     return summary
 
 
 def cleanup_temp_files(rt: Runtime) -> int:
     """Empty ``data_dir`` (keeps the directory); returns the number of entries removed."""
-    root = rt.settings.data_dir
-    if not root.is_dir():
-        return 0
-    removed = 0
-    for entry in root.iterdir():
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
-        removed += 1
-    return removed
+    return empty_dir(rt.settings.data_dir)

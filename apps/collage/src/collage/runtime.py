@@ -4,15 +4,12 @@ Storage client and staging DB connections."""
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
-
-import psycopg
-from celery import Celery
-from psycopg.rows import DictRow, dict_row
 
 from collage.settings import CollageSettings
+from unde_common.catalog import StageMetrics
 from unde_common.metrics import AppMetrics
-from unde_common.s3 import ObjectStore
+from unde_common.s3 import ObjectStore, public_url
+from unde_common.worker import RuntimeRegistry, WorkerRuntime
 
 
 class CollageMetrics:
@@ -40,43 +37,26 @@ class CollageMetrics:
             prefixed=False,
         )
 
+    @property
+    def stage(self) -> StageMetrics:
+        """The metrics :func:`unde_common.catalog.work_through` keeps."""
+        return StageMetrics(self.products, self.queue_size, self.error_ratio)
 
-class Runtime:
+
+class Runtime(WorkerRuntime[CollageSettings]):
     def __init__(self, settings: CollageSettings, metrics: AppMetrics | None = None) -> None:
-        self.settings = settings
-        self.metrics = CollageMetrics(metrics or AppMetrics(settings.app_name, process_collectors=False))
+        super().__init__(settings)
+        self.metrics = CollageMetrics(self.app_metrics(metrics))
 
     @cached_property
     def store(self) -> ObjectStore:
         return ObjectStore.from_settings(self.settings)
 
     def public_url(self, key: str) -> str:
-        base = self.settings.s3_public_base_url.rstrip("/")
-        if not base:
-            base = f"{str(self.settings.s3_endpoint).rstrip('/')}/{self.settings.s3_bucket}"
-        return f"{base}/{key}"
-
-    def connect(self) -> psycopg.Connection[DictRow]:
-        s = self.settings
-        return psycopg.connect(
-            s.staging_db_url.get_secret_value(),
-            autocommit=True,
-            row_factory=dict_row,
-            prepare_threshold=None,
-            connect_timeout=s.db_connect_timeout_s,
-            application_name=s.app_name,
-        )
+        return public_url(self.settings, key, self.settings.s3_public_base_url)
 
 
-_RUNTIMES: dict[str, Runtime] = {}
-
-
-def bind(app: Celery, runtime: Runtime) -> None:
-    _RUNTIMES[app.main or ""] = runtime
-
-
-def for_app(app: Any) -> Runtime:
-    key = getattr(app, "main", "") or ""
-    if key not in _RUNTIMES:
-        _RUNTIMES[key] = Runtime(CollageSettings.load())
-    return _RUNTIMES[key]
+_REGISTRY = RuntimeRegistry(Runtime, CollageSettings.load)
+bind = _REGISTRY.bind
+bind_new = _REGISTRY.bind_new
+for_app = _REGISTRY.for_app

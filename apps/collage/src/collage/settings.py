@@ -24,9 +24,9 @@ class CollageSettings(CeleryWorkerSettings, DbPoolSettings, S3Settings):
     app_name: str = "collage"
 
     #: staging DB (PgBouncer on staging-db): raw_products
-    staging_db_url: PostgresDsn = SecretStr("postgresql://collage@localhost:6432/unde_staging")
+    staging_db_url: PostgresDsn = SecretStr("postgresql://collage@localhost/unde_staging")
     #: Celery broker: batch Redis on `push`, DB 8
-    redis_url: RedisDsn = SecretStr("redis://localhost:6379/8")
+    redis_url: RedisDsn = SecretStr("redis://localhost/8")
     #: public base of collage_url; empty = ``S3_ENDPOINT/S3_BUCKET``
     s3_public_base_url: str = ""
 

@@ -30,9 +30,9 @@ class ContextAgentSettings(HttpServiceSettings, DbPoolSettings, HttpClientSettin
     weather_api_key: SecretStr
     weather_api_url: HttpUrl = HttpUrl("https://api.weatherapi.com/v1")
     #: production DB (read-only): events, stores
-    production_db_url: PostgresDsn = SecretStr("postgresql://readonly@localhost:6432/unde_main")
+    production_db_url: PostgresDsn = SecretStr("postgresql://readonly@localhost/unde_main")
     #: hot-path Redis (local-redis), DB 15: weather/events/culture caches
-    redis_url: RedisDsn = SecretStr("redis://localhost:6379/15")
+    redis_url: RedisDsn = SecretStr("redis://localhost/15")
 
     weather_cache_ttl: int = Field(default=1800, ge=0)
     events_cache_ttl: int = Field(default=3600, ge=0)

@@ -12,19 +12,17 @@ from :mod:`embed_batch.schedule`.
 from __future__ import annotations
 
 import logging
-import os
 import time
-from pathlib import Path
 
 import redis
 from celery import Celery, signals
 
-from embed_batch import __version__
+from embed_batch import __version__, schedule
 from embed_batch.jobs import JobStore
-from embed_batch.schedule import QUEUES, ROUTES, SCHEDULE
+from embed_batch.schedule import QUEUES
 from embed_batch.settings import EmbedBatchSettings
 from unde_common.metrics import AppMetrics
-from unde_common.worker import create_celery_app, lazy_celery_app
+from unde_common.worker import celery_app_factory, lazy_celery_app
 
 _METRICS: list[AppMetrics] = []
 
@@ -51,25 +49,9 @@ def resume_stale_job(app: Celery, settings: EmbedBatchSettings) -> str | None:
     return str(job["id"])
 
 
-def make_celery(settings: EmbedBatchSettings | None = None) -> Celery:
-    """The configured Celery app (settings loaded from the environment when not given)."""
-    settings = settings or EmbedBatchSettings.load()
-    mp_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if mp_dir:
-        Path(mp_dir).mkdir(parents=True, exist_ok=True)
-    metrics = AppMetrics(settings.app_name, version=__version__)
+def _on_create(app: Celery, settings: EmbedBatchSettings, metrics: AppMetrics) -> None:
+    """Keep the app's metrics for the tasks; resume an interrupted job once the worker is ready."""
     _METRICS.append(metrics)
-    app = create_celery_app(
-        settings.app_name,
-        settings,
-        broker_url=settings.redis_url,
-        visibility_timeout_s=settings.celery_visibility_timeout_s,
-        queues=QUEUES,
-        routes=ROUTES,
-        schedule=SCHEDULE,
-        include=["embed_batch.tasks"],
-        metrics=metrics,
-    )
 
     def on_ready(sender: object = None, **_: object) -> None:
         if getattr(sender, "app", None) is app:
@@ -79,8 +61,16 @@ def make_celery(settings: EmbedBatchSettings | None = None) -> Celery:
                 log.warning("could not check for an interrupted job", extra={"error": str(exc)})
 
     signals.worker_ready.connect(on_ready, weak=False, dispatch_uid=f"embed_batch:resume:{id(app)}")
-    return app
 
+
+make_celery = celery_app_factory(
+    "embed_batch",
+    EmbedBatchSettings.load,
+    __version__,
+    schedule,
+    options=lambda s: {"broker_url": s.redis_url, "visibility_timeout_s": s.celery_visibility_timeout_s},
+    on_create=_on_create,
+)
 
 log = logging.getLogger(__name__)
 

@@ -34,8 +34,8 @@ from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
 
 from embed_batch.settings import EmbedBatchSettings
-from embedder.images import ImageError, decode_image
 from embedder.model import ImageEncoder, preprocess
+from unde_common.images import ImageError, decode_image
 from unde_common.s3 import ObjectStorageError, ObjectStore
 
 __all__ = ["JobStore", "Photo", "ScopeError", "pending_photos", "run_job", "validate_scope"]

@@ -38,9 +38,9 @@ class EmbedBatchSettings(HttpServiceSettings, CeleryWorkerSettings, DbPoolSettin
     onnx_threads: int = Field(default=0, ge=0)
     onnx_providers: CommaList = Field(default_factory=lambda: ["CPUExecutionProvider"])
     #: production DB: INSERT into sku_image_embeddings
-    production_db_url: PostgresDsn = SecretStr("postgresql://embed_batch@localhost:6432/unde_main")
+    production_db_url: PostgresDsn = SecretStr("postgresql://embed_batch@localhost/unde_main")
     #: Celery broker: batch Redis on `push`, catalog pipeline DB 7 (also the job state)
-    redis_url: RedisDsn = SecretStr("redis://localhost:6379/7")
+    redis_url: RedisDsn = SecretStr("redis://localhost/7")
 
     #: Object Storage key of photo i (0-based) of a SKU, as photo-downloader writes it
     originals_key: str = "originals/{brand}/{sku}/{n}.jpg"

@@ -2,7 +2,7 @@
 
 Runtime image embedder: ``POST /embed {"image_url": ...}`` → the L2-normalised vector(512) of the
 FashionCLIP 2.0 ONNX image encoder (ximilar-gw calls it for the pgvector kNN of each crop).
-``image_url`` may carry a region (``#xywh=x,y,w,h``, see :mod:`embedder.images`).
+``image_url`` may carry a region (``#xywh=x,y,w,h``, see :mod:`unde_common.images`).
 
 Errors: 422 malformed body, bad or unreachable URL; 413 oversized image; 415 not an image; 503 the
 model is not loaded (``/health`` names why). Metrics (spec 01 §19): ``embedder_inference_latency_ms``
@@ -23,10 +23,10 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from embedder import __version__
-from embedder.images import ImageError, ImageRef, fetch_image_async
 from embedder.model import ImageEncoder, ModelError
 from embedder.settings import EmbedderSettings
 from unde_common.health import create_app
+from unde_common.images import ImageError, ImageRef, fetch_image_async
 from unde_common.metrics import AppMetrics
 
 

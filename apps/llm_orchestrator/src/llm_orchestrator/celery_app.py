@@ -14,35 +14,26 @@ burst of enrichment never delays a dialogue:
 
 from __future__ import annotations
 
-from celery import Celery
-
-from llm_orchestrator import __version__
-from llm_orchestrator.schedule import QUEUES, ROUTES, SCHEDULE
+from llm_orchestrator import __version__, schedule
 from llm_orchestrator.settings import LlmOrchestratorSettings
-from unde_common.metrics import AppMetrics
-from unde_common.worker import create_celery_app, lazy_celery_app
+from unde_common.worker import celery_app_factory, lazy_celery_app
 
-
-def make_celery(settings: LlmOrchestratorSettings | None = None) -> Celery:
-    """The configured Celery app (settings loaded from the environment when not given)."""
-    settings = settings or LlmOrchestratorSettings.load()
-    return create_celery_app(
-        settings.app_name,
-        settings,
-        broker_url=settings.celery_broker_url,
-        result_backend=settings.celery_result_backend,
-        annotations={
+make_celery = celery_app_factory(
+    "llm_orchestrator",
+    LlmOrchestratorSettings.load,
+    __version__,
+    schedule,
+    options=lambda s: {
+        "broker_url": s.celery_broker_url,
+        "result_backend": s.celery_result_backend,
+        "annotations": {
             "llm_orchestrator.generate_response": {
-                "time_limit": settings.dialogue_time_limit_s,
-                "soft_time_limit": settings.dialogue_soft_time_limit_s,
+                "time_limit": s.dialogue_time_limit_s,
+                "soft_time_limit": s.dialogue_soft_time_limit_s,
             }
         },
-        queues=QUEUES,
-        routes=ROUTES,
-        schedule=SCHEDULE,
-        include=["llm_orchestrator.tasks"],
-        metrics=AppMetrics(settings.app_name, version=__version__),
-    )
+    },
+)
 
 
 __getattr__ = lazy_celery_app(__name__, make_celery)

@@ -55,18 +55,18 @@ class LlmOrchestratorSettings(CeleryWorkerSettings, DbPoolSettings, HttpClientSe
     embedding_dim: int = Field(default=1024, ge=1)
 
     #: Celery broker + results: local-redis DB 11 (dialogue_queue and enrichment)
-    celery_broker_url: RedisDsn = SecretStr("redis://localhost:6379/11")
-    celery_result_backend: RedisDsn = SecretStr("redis://localhost:6379/11")
+    celery_broker_url: RedisDsn = SecretStr("redis://localhost/11")
+    celery_result_backend: RedisDsn = SecretStr("redis://localhost/11")
     #: shard routing cache on local-redis, DB 12
-    shard_routing_redis_url: RedisDsn = SecretStr("redis://localhost:6379/12")
-    shard_0_db_url: PostgresDsn = SecretStr("postgresql://app_rw@localhost:6432/unde_shard")
+    shard_routing_redis_url: RedisDsn = SecretStr("redis://localhost/12")
+    shard_0_db_url: PostgresDsn = SecretStr("postgresql://app_rw@localhost/unde_shard")
     master_encryption_key: SecretStr
-    production_db_url: PostgresDsn = SecretStr("postgresql://undeuser@localhost:6432/unde_main")
+    production_db_url: PostgresDsn = SecretStr("postgresql://undeuser@localhost/unde_main")
 
-    mood_agent_url: HttpUrl = HttpUrl("http://127.0.0.1:8080")
-    context_agent_url: HttpUrl = HttpUrl("http://127.0.0.1:8080")
-    persona_agent_url: HttpUrl = HttpUrl("http://127.0.0.1:8080")
-    voice_server_url: HttpUrl = HttpUrl("http://127.0.0.1:8080")
+    mood_agent_url: HttpUrl = HttpUrl("http://127.0.0.1")
+    context_agent_url: HttpUrl = HttpUrl("http://127.0.0.1")
+    persona_agent_url: HttpUrl = HttpUrl("http://127.0.0.1")
+    voice_server_url: HttpUrl = HttpUrl("http://127.0.0.1")
     intelistyle_api_key: SecretStr
     intelistyle_api_url: HttpUrl = HttpUrl("https://api.intelistyle.com/v3")
     recognition_queue: str = "recognition_queue"

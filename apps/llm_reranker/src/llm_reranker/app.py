@@ -28,12 +28,12 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from embedder.images import ImageError, ImageRef, fetch_image_async, jpeg_bytes
 from llm_reranker import __version__
 from llm_reranker.gemini import GeminiAnswer, GeminiClient
 from llm_reranker.settings import LlmRerankerSettings
 from unde_common.health import create_app
 from unde_common.http import ProviderError, RetryPolicy, provider_config
+from unde_common.images import ImageError, ImageRef, fetch_image_async, jpeg_bytes
 from unde_common.metrics import AppMetrics
 
 TAG_PROMPT = (

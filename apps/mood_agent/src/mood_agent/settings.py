@@ -35,7 +35,7 @@ class MoodAgentSettings(HttpServiceSettings, HttpClientSettings):
     mood_smoothing_factor: float = Field(default=0.3, ge=0, le=1)
     mood_spike_threshold: float = Field(default=0.5, ge=0, le=1)
     #: hot-path Redis (local-redis), DB 9: previous mood state
-    redis_url: RedisDsn = SecretStr("redis://localhost:6379/9")
+    redis_url: RedisDsn = SecretStr("redis://localhost/9")
 
     #: total time /analyze waits for the LLMs before the local classifier answers
     mood_llm_budget_ms: int = Field(default=150, ge=1, le=5000)

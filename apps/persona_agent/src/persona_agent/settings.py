@@ -21,11 +21,11 @@ class PersonaAgentSettings(HttpServiceSettings, DbPoolSettings):
 
     #: shard routing cache on local-redis, DB 12: hash ``shard:<n>`` names each shard's primary
     #: (written by the Patroni routing callback); see apps/persona_agent/README.md "Shard routing"
-    shard_routing_redis_url: RedisDsn = SecretStr("redis://localhost:6379/12")
+    shard_routing_redis_url: RedisDsn = SecretStr("redis://localhost/12")
     #: shard 0 (local-shard-0): relationship_stage, persona_temp_blocks, signal_daily_deltas,
     #: persona_profiles. Used as is while ``shard:0`` is missing from the routing cache; otherwise
     #: its user, password and database are used on the host/port the routing entry names.
-    shard_0_db_url: PostgresDsn = SecretStr("postgresql://app_rw@localhost:6432/unde_shard")
+    shard_0_db_url: PostgresDsn = SecretStr("postgresql://app_rw@localhost/unde_shard")
     #: number of user data shards (user → shard: hash(user_id) % shard_count, spec 02 §14);
     #: shards ≥ 1 are reached through their routing entry with shard 0's credentials
     shard_count: int = Field(default=1, ge=1, le=1024)
@@ -35,7 +35,7 @@ class PersonaAgentSettings(HttpServiceSettings, DbPoolSettings):
     #: the routing entry of a shard is re-read at most this often (and at once after a shard error)
     shard_routing_refresh_s: float = Field(default=1.0, gt=0, le=60)
     #: hot-path Redis (local-redis), DB 13: idempotency store, signal buffer, locks
-    redis_url: RedisDsn = SecretStr("redis://localhost:6379/13")
+    redis_url: RedisDsn = SecretStr("redis://localhost/13")
     persona_contract_version: str = Field(default="0.7.0", pattern=r"^\d+\.\d+\.\d+$")
     #: in-process LRU of persona profiles
     profile_cache_size: int = Field(default=100, ge=1)

@@ -14,20 +14,22 @@ from __future__ import annotations
 import io
 import logging
 import random
-import shutil
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from PIL import Image, UnidentifiedImageError
+from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
 from photo_downloader.runtime import Runtime
+from unde_common.catalog import Outcome, WorkQueue, work_through
 from unde_common.http import parse_retry_after, redact_url
 from unde_common.s3 import ObjectStorageError
+from unde_common.worker import empty_dir
 
 log = logging.getLogger(__name__)
 
@@ -214,9 +216,7 @@ def _photo_urls(raw: Any, limit: int) -> list[str]:
     return urls[:limit]
 
 
-def process_chunk(
-    rows: Sequence[dict[str, Any]], rt: Runtime, pool: ThreadPoolExecutor
-) -> list[ProductOutcome]:
+def process_chunk(rows: Sequence[DictRow], rt: Runtime, pool: ThreadPoolExecutor) -> list[ProductOutcome]:
     """Download every photo of ``rows`` concurrently; one outcome per product."""
     s = rt.settings
     outcomes: list[ProductOutcome] = []
@@ -255,72 +255,68 @@ def _delete_stale(rt: Runtime, brand: str, external_id: str, keep: int, previous
             )
 
 
+QUEUE = WorkQueue(
+    claim_new=CLAIM_PENDING,
+    claim_retry=CLAIM_RETRY,
+    mark_ok=MARK_UPLOADED,
+    mark_error=MARK_ERROR,
+    waiting=PENDING_COUNT,
+    ok_result="uploaded",
+    failure_message="product photos failed",
+)
+
+
+def _outcomes(
+    rows: Sequence[DictRow], rt: Runtime, pool: ThreadPoolExecutor
+) -> list[Outcome[ProductOutcome]]:
+    outcomes = []
+    for row, o in zip(rows, process_chunk(rows, rt, pool), strict=True):
+        if o.ok:
+            urls = [rt.public_url(p.key) for p in o.photos]
+            outcomes.append(Outcome(row, mark=(Jsonb(urls), o.product_id), value=o))
+        else:
+            outcomes.append(Outcome(row, error="; ".join(o.errors), value=o))
+    return outcomes
+
+
 def run(rt: Runtime, *, retry: bool = False) -> RunSummary:
     """One download_pending (or download_retry) run; returns what it did."""
     s = rt.settings
     summary = RunSummary("download_retry" if retry else "download_pending")
-    started = time.monotonic()
-    seen: list[int] = []  # retry: a product failing again is not taken twice in one run
-    with rt.connect() as conn, ThreadPoolExecutor(s.concurrent_downloads, "photo") as pool:
-        while summary.products < s.batch_size:
-            limit = min(s.claim_chunk_size, s.batch_size - summary.products)
-            with conn.transaction():
-                if retry:
-                    rows = conn.execute(CLAIM_RETRY, (s.max_download_attempts, seen, limit)).fetchall()
-                else:
-                    rows = conn.execute(CLAIM_PENDING, (limit,)).fetchall()
-                if not rows:
-                    break
-                seen.extend(row["id"] for row in rows)
-                outcomes = process_chunk(rows, rt, pool)
-                previous = {row["id"]: row["previous_count"] for row in rows}
-                for o in outcomes:
-                    if o.ok:
-                        urls = [rt.public_url(p.key) for p in o.photos]
-                        conn.execute(MARK_UPLOADED, (Jsonb(urls), o.product_id))
-                        _delete_stale(rt, o.brand, o.external_id, len(o.photos), previous[o.product_id])
-                        summary.uploaded += 1
-                        summary.photos += len(o.photos)
-                        summary.bytes += sum(p.size_bytes for p in o.photos)
-                        rt.metrics.products.labels(o.brand, "uploaded").inc()
-                        rt.metrics.photos.labels(o.brand, "uploaded").inc(len(o.photos))
-                    else:
-                        message = "; ".join(o.errors)[:2000]
-                        conn.execute(MARK_ERROR, (message, o.product_id))
-                        summary.errors += 1
-                        rt.metrics.products.labels(o.brand, "error").inc()
-                        rt.metrics.photos.labels(o.brand, "error").inc(max(1, len(o.errors)))
-                        log.warning(
-                            "product photos failed",
-                            extra={
-                                "product_id": o.product_id,
-                                "external_id": o.external_id,
-                                "error": message,
-                            },
-                        )
-            summary.products += len(rows)
-        summary.pending_left = int(conn.execute(PENDING_COUNT).fetchone()["n"])  # type: ignore[index]
-    summary.seconds = time.monotonic() - started
+
+    def uploaded(done: Outcome[ProductOutcome]) -> None:
+        o = cast(ProductOutcome, done.value)  # _outcomes sets it on every outcome
+        _delete_stale(rt, o.brand, o.external_id, len(o.photos), done.row["previous_count"])
+        summary.photos += len(o.photos)
+        summary.bytes += sum(p.size_bytes for p in o.photos)
+        rt.metrics.photos.labels(o.brand, "uploaded").inc(len(o.photos))
+
+    def failed(done: Outcome[ProductOutcome]) -> None:
+        errors = done.value.errors if done.value is not None else []
+        rt.metrics.photos.labels(done.row["brand"], "error").inc(max(1, len(errors)))
+
+    with ThreadPoolExecutor(s.concurrent_downloads, "photo") as pool:
+        tally = work_through(
+            rt.connect,
+            QUEUE,
+            lambda _conn, rows: _outcomes(rows, rt, pool),
+            rt.metrics.stage,
+            retry=retry,
+            max_attempts=s.max_download_attempts,
+            batch_size=s.batch_size,
+            chunk_size=s.claim_chunk_size,
+            on_ok=uploaded,
+            on_error=failed,
+        )
+    summary.products, summary.uploaded, summary.errors = tally.products, tally.ok, tally.errors
+    summary.pending_left, summary.seconds = tally.waiting, tally.seconds
     summary.mbps = summary.bytes * 8 / 1e6 / summary.seconds if summary.seconds > 0 else 0.0
-    rt.metrics.pending.set(summary.pending_left)
-    if summary.products:
-        rt.metrics.error_ratio.set(summary.errors / summary.products)
-        if summary.bytes:
-            rt.metrics.speed_mbps.set(summary.mbps)
+    if summary.products and summary.bytes:
+        rt.metrics.speed_mbps.set(summary.mbps)
     log.info("photo download run finished", extra=summary.as_dict())
     return summary
 
 
 def cleanup_temp_files(rt: Runtime) -> int:
     """Empty ``data_dir`` (keeps the directory); returns the number of entries removed."""
-    root = rt.settings.data_dir
-    if not root.is_dir():
-        return 0
-    removed = 0
-    for entry in root.iterdir():
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
-        removed += 1
-    return removed
+    return empty_dir(rt.settings.data_dir)

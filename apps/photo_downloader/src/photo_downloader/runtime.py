@@ -4,16 +4,14 @@ Object Storage client, the HTTP client for brand image hosts and staging DB conn
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
 
 import httpx
-import psycopg
-from celery import Celery
-from psycopg.rows import DictRow, dict_row
 
 from photo_downloader.settings import PhotoDownloaderSettings
+from unde_common.catalog import StageMetrics
 from unde_common.metrics import AppMetrics
-from unde_common.s3 import ObjectStore
+from unde_common.s3 import ObjectStore, public_url
+from unde_common.worker import RuntimeRegistry, WorkerRuntime
 
 
 class PhotoMetrics:
@@ -52,11 +50,16 @@ class PhotoMetrics:
             "photo_download_bytes", "Bytes downloaded from brand image hosts.", prefixed=False
         )
 
+    @property
+    def stage(self) -> StageMetrics:
+        """The metrics :func:`unde_common.catalog.work_through` keeps."""
+        return StageMetrics(self.products, self.pending, self.error_ratio)
 
-class Runtime:
+
+class Runtime(WorkerRuntime[PhotoDownloaderSettings]):
     def __init__(self, settings: PhotoDownloaderSettings, metrics: AppMetrics | None = None) -> None:
-        self.settings = settings
-        self.metrics = PhotoMetrics(metrics or AppMetrics(settings.app_name, process_collectors=False))
+        super().__init__(settings)
+        self.metrics = PhotoMetrics(self.app_metrics(metrics))
 
     @cached_property
     def store(self) -> ObjectStore:
@@ -75,35 +78,10 @@ class Runtime:
         )
 
     def public_url(self, key: str) -> str:
-        base = self.settings.s3_public_base_url.rstrip("/")
-        if not base:
-            base = f"{str(self.settings.s3_endpoint).rstrip('/')}/{self.settings.s3_bucket}"
-        return f"{base}/{key}"
-
-    def connect(self) -> psycopg.Connection[DictRow]:
-        """A staging DB connection (autocommit; work happens in explicit transactions)."""
-        s = self.settings
-        return psycopg.connect(
-            s.staging_db_url.get_secret_value(),
-            autocommit=True,
-            row_factory=dict_row,
-            prepare_threshold=None,  # PgBouncer transaction pooling
-            connect_timeout=s.db_connect_timeout_s,
-            application_name=s.app_name,
-        )
+        return public_url(self.settings, key, self.settings.s3_public_base_url)
 
 
-_RUNTIMES: dict[str, Runtime] = {}
-
-
-def bind(app: Celery, runtime: Runtime) -> None:
-    """Make ``runtime`` the one the tasks of ``app`` use."""
-    _RUNTIMES[app.main or ""] = runtime
-
-
-def for_app(app: Any) -> Runtime:
-    """The runtime of the Celery app running a task (built from the environment if none was bound)."""
-    key = getattr(app, "main", "") or ""
-    if key not in _RUNTIMES:
-        _RUNTIMES[key] = Runtime(PhotoDownloaderSettings.load())
-    return _RUNTIMES[key]
+_REGISTRY = RuntimeRegistry(Runtime, PhotoDownloaderSettings.load)
+bind = _REGISTRY.bind
+bind_new = _REGISTRY.bind_new
+for_app = _REGISTRY.for_app

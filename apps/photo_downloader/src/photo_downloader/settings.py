@@ -29,9 +29,9 @@ class PhotoDownloaderSettings(CeleryWorkerSettings, DbPoolSettings, HttpClientSe
     app_name: str = "photo_downloader"
 
     #: staging DB (PgBouncer on staging-db): raw_products
-    staging_db_url: PostgresDsn = SecretStr("postgresql://downloader@localhost:6432/unde_staging")
+    staging_db_url: PostgresDsn = SecretStr("postgresql://downloader@localhost/unde_staging")
     #: Celery broker: batch Redis on `push`, catalog pipeline DB 7
-    redis_url: RedisDsn = SecretStr("redis://localhost:6379/7")
+    redis_url: RedisDsn = SecretStr("redis://localhost/7")
 
     #: public base of the stored photos written to image_urls; empty = ``S3_ENDPOINT/S3_BUCKET``
     s3_public_base_url: str = ""

@@ -11,17 +11,11 @@ from :mod:`recognition.schedule`.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-from celery import Celery
-
-from recognition import __version__
+from recognition import __version__, schedule
 from recognition.pipeline import PipelineMetrics
-from recognition.schedule import QUEUES, ROUTES, SCHEDULE
 from recognition.settings import RecognitionSettings
 from unde_common.metrics import AppMetrics
-from unde_common.worker import create_celery_app, lazy_celery_app
+from unde_common.worker import celery_app_factory, lazy_celery_app
 
 _PIPELINE_METRICS: list[PipelineMetrics] = []
 
@@ -34,32 +28,22 @@ def pipeline_metrics() -> PipelineMetrics:
     return _PIPELINE_METRICS[-1]
 
 
-def make_celery(settings: RecognitionSettings | None = None) -> Celery:
-    """The configured Celery app (settings loaded from the environment when not given).
-
-    The prefork children's metrics reach the worker's /metrics through prometheus_client's
-    multiprocess mode: the unit sets ``PROMETHEUS_MULTIPROC_DIR=/tmp/unde-metrics`` (a private /tmp,
-    empty at every start); the directory is created here, before any metric exists.
-    """
-    settings = settings or RecognitionSettings.load()
-    mp_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if mp_dir:
-        Path(mp_dir).mkdir(parents=True, exist_ok=True)
-    metrics = AppMetrics(settings.app_name, version=__version__)
-    _PIPELINE_METRICS.append(PipelineMetrics(metrics))
-    return create_celery_app(
-        settings.app_name,
-        settings,
-        broker_url=settings.celery_broker_url,
-        result_backend=settings.celery_result_backend,
-        task_time_limit_s=settings.task_time_limit_s,
-        task_soft_time_limit_s=settings.task_soft_time_limit_s,
-        queues=QUEUES,
-        routes=ROUTES,
-        schedule=SCHEDULE,
-        include=["recognition.tasks"],
-        metrics=metrics,
-    )
+# The prefork children's metrics reach the worker's /metrics through prometheus_client's
+# multiprocess mode: the unit sets PROMETHEUS_MULTIPROC_DIR (a private directory, empty at every
+# start), which celery_app_factory creates before any metric exists.
+make_celery = celery_app_factory(
+    "recognition",
+    RecognitionSettings.load,
+    __version__,
+    schedule,
+    options=lambda s: {
+        "broker_url": s.celery_broker_url,
+        "result_backend": s.celery_result_backend,
+        "task_time_limit_s": s.task_time_limit_s,
+        "task_soft_time_limit_s": s.task_soft_time_limit_s,
+    },
+    on_create=lambda _app, _settings, metrics: _PIPELINE_METRICS.append(PipelineMetrics(metrics)),
+)
 
 
 __getattr__ = lazy_celery_app(__name__, make_celery)

@@ -1,6 +1,5 @@
-"""Queues, routes and beat schedule of recognition — spec 01 §18, times in ``CELERY_TIMEZONE`` (UTC).
-
-(none: the app has no schedule; it serves requests from its queue)
+"""Queues, routes and beat schedule of recognition: spec 01 §18, times in ``CELERY_TIMEZONE``; this table
+is the schedule's one owner (apps/README.md "Beat schedules").
 """
 
 from __future__ import annotations
@@ -13,4 +12,4 @@ QUEUES: Final[tuple[str, ...]] = ("recognition_queue",)
 ROUTES: Final[dict[str, str]] = {
     "recognition.*": "recognition_queue",
 }
-SCHEDULE: Final[tuple[ScheduledTask, ...]] = ()
+SCHEDULE: Final[tuple[ScheduledTask, ...]] = ()  # it serves requests from its queue

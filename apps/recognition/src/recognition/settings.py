@@ -29,15 +29,15 @@ class RecognitionSettings(CeleryWorkerSettings, DbPoolSettings, HttpClientSettin
 
     app_name: str = "recognition"
 
-    ximilar_gw_url: HttpUrl = HttpUrl("http://127.0.0.1:8001")
-    llm_reranker_url: HttpUrl = HttpUrl("http://127.0.0.1:8002")
+    ximilar_gw_url: HttpUrl = HttpUrl("http://127.0.0.1")
+    llm_reranker_url: HttpUrl = HttpUrl("http://127.0.0.1")
     #: Celery broker + results: batch Redis on `push`, DB 6 (the API gateway reads results there)
-    celery_broker_url: RedisDsn = SecretStr("redis://localhost:6379/6")
-    celery_result_backend: RedisDsn = SecretStr("redis://localhost:6379/6")
+    celery_broker_url: RedisDsn = SecretStr("redis://localhost/6")
+    celery_result_backend: RedisDsn = SecretStr("redis://localhost/6")
     #: production DB: SKU metadata, recognition_requests log
-    database_url: PostgresDsn = SecretStr("postgresql://undeuser@localhost:6432/unde_main")
+    database_url: PostgresDsn = SecretStr("postgresql://undeuser@localhost/unde_main")
     #: staging DB: raw_availability for the availability filter (v5.1)
-    staging_db_url: PostgresDsn = SecretStr("postgresql://recognition@localhost:6432/unde_staging")
+    staging_db_url: PostgresDsn = SecretStr("postgresql://recognition@localhost/unde_staging")
 
     confidence_high: float = Field(default=0.85, ge=0, le=1)
     confidence_medium: float = Field(default=0.50, ge=0, le=1)

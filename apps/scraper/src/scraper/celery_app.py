@@ -1,41 +1,13 @@
-"""Celery app of scraper.
-
-Broker ``REDIS_URL`` (Redis DB 7), queue(s) ``scraper``, beat schedule
-from :mod:`scraper.schedule`.
-
-    celery -A scraper.celery_app worker -Q scraper
-    celery -A scraper.celery_app beat
-
-``app`` is built on first access (``lazy_celery_app``), so importing this module reads no settings.
-"""
+"""Celery app of scraper: broker ``REDIS_URL`` (Redis DB 7), queue ``scraper``, beat table in
+:mod:`scraper.schedule` (``celery -A scraper.celery_app worker -Q scraper`` / ``beat``)."""
 
 from __future__ import annotations
 
-from celery import Celery
-
-from scraper import __version__, runtime
-from scraper.schedule import QUEUES, ROUTES, SCHEDULE
+from scraper import __version__, runtime, schedule
 from scraper.settings import ScraperSettings
-from unde_common.metrics import AppMetrics
-from unde_common.worker import create_celery_app, lazy_celery_app
+from unde_common.worker import celery_app_factory, lazy_celery_app
 
-
-def make_celery(settings: ScraperSettings | None = None) -> Celery:
-    """The configured Celery app (settings loaded from the environment when not given)."""
-    settings = settings or ScraperSettings.load()
-    metrics = AppMetrics(settings.app_name, version=__version__)
-    app = create_celery_app(
-        settings.app_name,
-        settings,
-        broker_url=settings.redis_url,
-        queues=QUEUES,
-        routes=ROUTES,
-        schedule=SCHEDULE,
-        include=["scraper.tasks"],
-        metrics=metrics,
-    )
-    runtime.bind(app, runtime.Runtime(settings, metrics))
-    return app
-
-
+make_celery = celery_app_factory(
+    "scraper", ScraperSettings.load, __version__, schedule, on_create=runtime.bind_new
+)
 __getattr__ = lazy_celery_app(__name__, make_celery)

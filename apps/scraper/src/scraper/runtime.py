@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
 
-import psycopg
-from celery import Celery
-from psycopg.rows import DictRow, dict_row
+from psycopg import Connection
+from psycopg.rows import DictRow
 
 from scraper.settings import ScraperSettings
+from unde_common.db import connect
 from unde_common.http import ProviderClient, provider_config
 from unde_common.metrics import AppMetrics
+from unde_common.worker import RuntimeRegistry, WorkerRuntime
 
 
 class ScraperMetrics:
@@ -46,10 +46,10 @@ class ScraperMetrics:
         )
 
 
-class Runtime:
+class Runtime(WorkerRuntime[ScraperSettings]):
     def __init__(self, settings: ScraperSettings, metrics: AppMetrics | None = None) -> None:
-        self.settings = settings
-        self.metrics = ScraperMetrics(metrics or AppMetrics(settings.app_name, process_collectors=False))
+        super().__init__(settings)
+        self.metrics = ScraperMetrics(self.app_metrics(metrics))
 
     @cached_property
     def zara(self) -> ProviderClient:
@@ -63,34 +63,13 @@ class Runtime:
         )
         return ProviderClient(cfg)
 
-    def _connect(self, dsn: str) -> psycopg.Connection[DictRow]:
+    def connect_production(self) -> Connection[DictRow]:
+        """A production DB connection (autocommit, like :meth:`connect` for staging)."""
         s = self.settings
-        return psycopg.connect(
-            dsn,
-            autocommit=True,
-            row_factory=dict_row,
-            prepare_threshold=None,
-            connect_timeout=s.db_connect_timeout_s,
-            application_name=s.app_name,
-        )
-
-    def connect(self) -> psycopg.Connection[DictRow]:
-        """Staging DB."""
-        return self._connect(self.settings.staging_db_url.get_secret_value())
-
-    def connect_production(self) -> psycopg.Connection[DictRow]:
-        return self._connect(self.settings.production_db_url.get_secret_value())
+        return connect(s.production_db_url, app_name=s.app_name, connect_timeout_s=s.db_connect_timeout_s)
 
 
-_RUNTIMES: dict[str, Runtime] = {}
-
-
-def bind(app: Celery, runtime: Runtime) -> None:
-    _RUNTIMES[app.main or ""] = runtime
-
-
-def for_app(app: Any) -> Runtime:
-    key = getattr(app, "main", "") or ""
-    if key not in _RUNTIMES:
-        _RUNTIMES[key] = Runtime(ScraperSettings.load())
-    return _RUNTIMES[key]
+_REGISTRY = RuntimeRegistry(Runtime, ScraperSettings.load)
+bind = _REGISTRY.bind
+bind_new = _REGISTRY.bind_new
+for_app = _REGISTRY.for_app

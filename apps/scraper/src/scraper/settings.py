@@ -28,11 +28,11 @@ class ScraperSettings(CeleryWorkerSettings, DbPoolSettings, HttpClientSettings):
     app_name: str = "scraper"
 
     #: staging DB (PgBouncer on staging-db): raw_products, raw_availability, scraper_logs
-    staging_db_url: PostgresDsn = SecretStr("postgresql://scraper@localhost:6432/unde_staging")
+    staging_db_url: PostgresDsn = SecretStr("postgresql://scraper@localhost/unde_staging")
     #: production DB (PgBouncer on production-db): products
-    production_db_url: PostgresDsn = SecretStr("postgresql://undeuser@localhost:6432/unde_main")
+    production_db_url: PostgresDsn = SecretStr("postgresql://undeuser@localhost/unde_main")
     #: Celery broker: batch Redis on `push`, catalog pipeline DB 7
-    redis_url: RedisDsn = SecretStr("redis://localhost:6379/7")
+    redis_url: RedisDsn = SecretStr("redis://localhost/7")
 
     #: Inditex mobile REST API used for per-store stock (the "Zara mobile API")
     zara_api_base_url: HttpUrl = HttpUrl("https://itxrest.inditex.com")

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import psycopg
 from psycopg import AsyncConnection, Connection
-from psycopg.rows import TupleRow
+from psycopg.rows import DictRow, TupleRow, dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from pydantic import SecretStr
 
@@ -31,6 +32,7 @@ __all__ = [
     "PoolConfig",
     "acheck",
     "check",
+    "connect",
     "create_async_pool",
     "create_pool",
     "describe_dsn",
@@ -88,6 +90,19 @@ def _connection_kwargs(app_name: str, config: PoolConfig) -> dict[str, Any]:
     if not config.prepared_statements:
         kwargs["prepare_threshold"] = None
     return kwargs
+
+
+def connect(dsn: SecretStr | str, *, app_name: str, connect_timeout_s: int = 5) -> Connection[DictRow]:
+    """One connection with dict rows, for a worker task: autocommit (the task opens an explicit
+    transaction for each unit of work), no server-side prepared statements (PgBouncer)."""
+    return psycopg.connect(
+        _raw(dsn),
+        autocommit=True,
+        row_factory=dict_row,
+        prepare_threshold=None,
+        connect_timeout=connect_timeout_s,
+        application_name=app_name,
+    )
 
 
 def create_pool(

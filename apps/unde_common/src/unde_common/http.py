@@ -260,6 +260,25 @@ class _Base:
             body=_body_excerpt(outcome.response),
         )
 
+    def _settle(
+        self,
+        method: str,
+        request: httpx.Request,
+        attempt: int,
+        max_attempts: int,
+        response: httpx.Response | None,
+        error: Exception | None,
+    ) -> httpx.Response | _Outcome:
+        """Judge one attempt: the response when it is usable (< 400), else the outcome to retry
+        after ``outcome.delay`` (logged); ProviderError when the call failed for good."""
+        outcome = _classify(self.config, attempt, response, error)
+        if outcome.response is not None and outcome.response.status_code < 400:
+            return outcome.response
+        if not outcome.retry or attempt >= max_attempts:
+            raise self._fail(method, request.url, attempt, outcome) from outcome.error
+        self._log_retry(method, request.url, attempt, outcome)
+        return outcome
+
     def _log_retry(self, method: str, url: httpx.URL | str, attempt: int, outcome: _Outcome) -> None:
         log.warning(
             "retrying provider call",
@@ -299,6 +318,12 @@ class ProviderClient(_Base):
     def close(self) -> None:
         self._client.close()
 
+    def _try(self, request: httpx.Request) -> tuple[httpx.Response | None, Exception | None]:
+        try:
+            return self._client.send(request), None
+        except httpx.TransportError as exc:  # connect/read/write/pool timeouts included
+            return None, exc
+
     def _send(
         self, method: str, path: str, retry: bool, kwargs: dict[str, Any]
     ) -> tuple[httpx.Response, int]:
@@ -307,18 +332,9 @@ class ProviderClient(_Base):
         attempt = 0
         while True:
             attempt += 1
-            response: httpx.Response | None = None
-            error: Exception | None = None
-            try:
-                response = self._client.send(request)
-            except httpx.TransportError as exc:  # connect/read/write/pool timeouts included
-                error = exc
-            outcome = _classify(self.config, attempt, response, error)
-            if outcome.response is not None and outcome.response.status_code < 400:
-                return outcome.response, attempt
-            if not outcome.retry or attempt >= max_attempts:
-                raise self._fail(method, request.url, attempt, outcome) from outcome.error
-            self._log_retry(method, request.url, attempt, outcome)
+            outcome = self._settle(method, request, attempt, max_attempts, *self._try(request))
+            if isinstance(outcome, httpx.Response):
+                return outcome, attempt
             if outcome.response is not None:
                 outcome.response.close()
             time.sleep(outcome.delay)
@@ -360,6 +376,12 @@ class AsyncProviderClient(_Base):
     async def aclose(self) -> None:
         await self._client.aclose()
 
+    async def _try(self, request: httpx.Request) -> tuple[httpx.Response | None, Exception | None]:
+        try:
+            return await self._client.send(request), None
+        except httpx.TransportError as exc:  # connect/read/write/pool timeouts included
+            return None, exc
+
     async def _send(
         self, method: str, path: str, retry: bool, kwargs: dict[str, Any]
     ) -> tuple[httpx.Response, int]:
@@ -368,18 +390,9 @@ class AsyncProviderClient(_Base):
         attempt = 0
         while True:
             attempt += 1
-            response: httpx.Response | None = None
-            error: Exception | None = None
-            try:
-                response = await self._client.send(request)
-            except httpx.TransportError as exc:  # connect/read/write/pool timeouts included
-                error = exc
-            outcome = _classify(self.config, attempt, response, error)
-            if outcome.response is not None and outcome.response.status_code < 400:
-                return outcome.response, attempt
-            if not outcome.retry or attempt >= max_attempts:
-                raise self._fail(method, request.url, attempt, outcome) from outcome.error
-            self._log_retry(method, request.url, attempt, outcome)
+            outcome = self._settle(method, request, attempt, max_attempts, *(await self._try(request)))
+            if isinstance(outcome, httpx.Response):
+                return outcome, attempt
             if outcome.response is not None:
                 await outcome.response.aclose()
             await asyncio.sleep(outcome.delay)

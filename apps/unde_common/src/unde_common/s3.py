@@ -34,6 +34,7 @@ __all__ = [
     "ObjectStore",
     "S3Config",
     "S3Settings",
+    "public_url",
     "s3_client",
 ]
 
@@ -112,6 +113,13 @@ def s3_client(config: S3Config | S3Settings) -> S3Client:
         ),
     )
     return client
+
+
+def public_url(settings: S3Settings, key: str, base_url: str = "") -> str:
+    """The URL clients read ``key`` at: under ``base_url`` (a CDN or the bucket's public domain)
+    when set, else the path-style URL on the S3 endpoint (what :meth:`ObjectStore.url` gives)."""
+    base = base_url.rstrip("/") or f"{str(settings.s3_endpoint).rstrip('/')}/{settings.s3_bucket}"
+    return f"{base}/{key}"
 
 
 class ObjectStorageError(RuntimeError):

@@ -76,11 +76,11 @@ def _dsn_validator(
     return check
 
 
-#: A PostgreSQL connection URL (``postgresql://user:pass@host:6432/db``), kept secret.
+#: A PostgreSQL connection URL (``postgresql://user:pass@host:port/db``), kept secret.
 PostgresDsn = Annotated[
     SecretStr, AfterValidator(_dsn_validator("PostgreSQL", ("postgresql", "postgres"), need_host=True))
 ]
-#: A Redis URL (``redis://:pass@host:6379/7``), kept secret.
+#: A Redis URL (``redis://:pass@host:port/7``), kept secret.
 RedisDsn = Annotated[
     SecretStr, AfterValidator(_dsn_validator("Redis", ("redis", "rediss", "unix"), need_host=True))
 ]
@@ -198,7 +198,8 @@ class UndeSettings(BaseSettings):
     log_level: LogLevel = "INFO"
 
     metrics_enabled: bool = True
-    #: where a Celery worker serves /metrics (HTTP services serve it on their own port)
+    #: where a Celery worker serves /metrics (HTTP services serve it on their own port); the port is
+    #: unde_services.catalog_worker_metrics (group_vars/all/services.yml, tests/test_one_fact.py)
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9808, ge=1, le=65535)
     #: node_exporter textfile collector file written by short-lived processes (beat, one-shot jobs)
@@ -224,7 +225,8 @@ class HttpServiceSettings(UndeSettings):
     """An HTTP service run by uvicorn (``HOST``/``PORT``/``WORKERS``)."""
 
     host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=1, le=65535)
+    #: every service sets its own default: its port in group_vars/all/services.yml (tests/test_one_fact.py)
+    port: int = Field(ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
     #: seconds a /health dependency check may take before it counts as failed
     health_check_timeout_s: float = Field(default=2.0, gt=0)

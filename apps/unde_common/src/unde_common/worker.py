@@ -15,33 +15,50 @@ Each Celery app keeps its schedule as a table of :class:`ScheduledTask` rows (sp
   ``settings.metrics_host:metrics_port`` or, when ``settings.metrics_textfile`` is set, written there
   every ``metrics_textfile_interval_s`` for node_exporter's textfile collector (multiprocess
   aggregation when ``PROMETHEUS_MULTIPROC_DIR`` is set).
+
+An app's ``celery_app.py`` is one :func:`celery_app_factory` call (its ``make_celery``, which also
+binds the app's :class:`WorkerRuntime`) and ``__getattr__ = lazy_celery_app(__name__, make_celery)``;
+its tasks find their runtime with a :class:`RuntimeRegistry`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Generic, Protocol, TypedDict, TypeVar, cast
 
 from celery import Celery, Task, signals
 from celery.schedules import crontab
 from kombu import Queue
+from psycopg import Connection
+from psycopg.rows import DictRow
 from pydantic import SecretStr
 
+from unde_common.db import connect
 from unde_common.logging import configure_logging
 from unde_common.metrics import AppMetrics
 from unde_common.settings import CeleryWorkerSettings
 
 __all__ = [
     "CRONTAB_FIELDS",
+    "AppSchedule",
+    "CeleryOptions",
+    "MakeCelery",
+    "RuntimeRegistry",
     "ScheduledTask",
+    "WorkerRuntime",
     "beat_schedule",
+    "celery_app_factory",
     "create_celery_app",
     "crontab_fields",
+    "empty_dir",
     "lazy_celery_app",
+    "redis_broker",
 ]
 
 log = logging.getLogger(__name__)
@@ -178,6 +195,173 @@ def lazy_celery_app(module_name: str, factory: Callable[[], Celery]) -> Callable
         return built[0]
 
     return module_getattr
+
+
+class RedisBrokerSettings(Protocol):
+    @property
+    def redis_url(self) -> SecretStr: ...
+
+
+class CeleryOptions(TypedDict, total=False):
+    """The :func:`create_celery_app` options an app takes from its settings (broker, limits)."""
+
+    broker_url: SecretStr | str
+    result_backend: SecretStr | str | None
+    visibility_timeout_s: int
+    task_time_limit_s: int | None
+    task_soft_time_limit_s: int | None
+    annotations: Mapping[str, Mapping[str, Any]] | None
+
+
+def redis_broker(settings: RedisBrokerSettings) -> CeleryOptions:
+    """:func:`celery_app_factory`'s default options: the broker is the app's ``REDIS_URL``."""
+    return {"broker_url": settings.redis_url}
+
+
+S = TypeVar("S", bound=CeleryWorkerSettings)
+S_contra = TypeVar("S_contra", bound=CeleryWorkerSettings, contravariant=True)
+
+
+class MakeCelery(Protocol[S_contra]):
+    """An app's ``make_celery``: its settings, or none to load them from the environment."""
+
+    def __call__(self, settings: S_contra | None = None) -> Celery: ...
+
+
+class AppSchedule(Protocol):
+    """An app's ``schedule`` module: its queues (the first is the default), task routes and beat
+    table."""
+
+    @property
+    def QUEUES(self) -> Sequence[str]: ...  # noqa: N802 (module constants)
+
+    @property
+    def ROUTES(self) -> Mapping[str, str]: ...  # noqa: N802
+
+    @property
+    def SCHEDULE(self) -> Sequence[ScheduledTask]: ...  # noqa: N802
+
+
+def celery_app_factory(
+    package: str,
+    load_settings: Callable[[], S],
+    version: str,
+    schedule: AppSchedule,
+    *,
+    options: Callable[[S], CeleryOptions] | None = None,
+    on_create: Callable[[Celery, S, AppMetrics], None] | None = None,
+) -> MakeCelery[S]:
+    """The ``make_celery(settings=None)`` of a worker app: loads the settings when not given, creates
+    the app's metrics registry (``<app_name>_*``, version ``version``) before the worker forks,
+    creates the directory of ``PROMETHEUS_MULTIPROC_DIR`` when set (the prefork children's metrics
+    meet there), builds the Celery app of ``<package>.tasks`` with the queues, routes and beat table
+    of ``schedule`` and ``options(settings)`` (default: the broker is the settings' ``redis_url``),
+    then calls ``on_create`` (binding the app's runtime, worker signals of its own)."""
+
+    def make_celery(settings: S | None = None) -> Celery:
+        """The configured Celery app (settings loaded from the environment when not given)."""
+        settings = settings or load_settings()
+        mp_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if mp_dir:
+            Path(mp_dir).mkdir(parents=True, exist_ok=True)
+        metrics = AppMetrics(settings.app_name, version=version)
+        app = create_celery_app(
+            settings.app_name,
+            settings,
+            queues=schedule.QUEUES,
+            routes=schedule.ROUTES,
+            schedule=schedule.SCHEDULE,
+            include=[f"{package}.tasks"],
+            metrics=metrics,
+            **(
+                options(settings)
+                if options is not None
+                else redis_broker(cast(RedisBrokerSettings, settings))
+            ),
+        )
+        if on_create is not None:
+            on_create(app, settings, metrics)
+        return app
+
+    return make_celery
+
+
+class StagingDbSettings(Protocol):
+    """What :class:`WorkerRuntime` reads of an app's settings."""
+
+    @property
+    def app_name(self) -> str: ...
+
+    @property
+    def staging_db_url(self) -> SecretStr: ...
+
+    @property
+    def db_connect_timeout_s(self) -> int: ...
+
+
+D = TypeVar("D", bound=StagingDbSettings)
+
+
+class WorkerRuntime(Generic[D]):
+    """What the tasks of a worker app need, built once per worker process: its settings and staging
+    DB connections. An app subclasses it, adding its metrics and clients."""
+
+    def __init__(self, settings: D) -> None:
+        self.settings = settings
+
+    def app_metrics(self, metrics: AppMetrics | None) -> AppMetrics:
+        """``metrics`` (the Celery app's registry), or a registry of its own without the process
+        collectors (a runtime built outside a worker: tests, tools, benches)."""
+        return metrics or AppMetrics(self.settings.app_name, process_collectors=False)
+
+    def connect(self) -> Connection[DictRow]:
+        """A staging DB connection (autocommit; work happens in explicit transactions)."""
+        s = self.settings
+        return connect(s.staging_db_url, app_name=s.app_name, connect_timeout_s=s.db_connect_timeout_s)
+
+
+R = TypeVar("R")
+
+
+class RuntimeRegistry(Generic[S, R]):
+    """The runtime of each Celery app of the process, by app name. ``make_celery`` binds one built
+    from its settings and metrics (:meth:`bind_new`, its ``on_create``); a task of an app with none
+    bound builds one from the environment (``load_settings``)."""
+
+    def __init__(self, build: Callable[[S, AppMetrics | None], R], load_settings: Callable[[], S]) -> None:
+        self._build = build
+        self._load_settings = load_settings
+        self._runtimes: dict[str, R] = {}
+
+    def bind(self, app: Celery, runtime: R) -> None:
+        """Make ``runtime`` the one the tasks of ``app`` use."""
+        self._runtimes[app.main or ""] = runtime
+
+    def bind_new(self, app: Celery, settings: S, metrics: AppMetrics) -> None:
+        """Bind a runtime built from ``settings`` and the Celery app's ``metrics``."""
+        self.bind(app, self._build(settings, metrics))
+
+    def for_app(self, app: Any) -> R:
+        """The runtime of the Celery app running a task."""
+        key = getattr(app, "main", "") or ""
+        if key not in self._runtimes:
+            self._runtimes[key] = self._build(self._load_settings(), None)
+        return self._runtimes[key]
+
+
+def empty_dir(root: Path) -> int:
+    """Remove everything in ``root`` (keeping ``root``; a missing one is fine): a worker's scratch
+    directory, emptied by its daily cleanup task. Returns the number of entries removed."""
+    if not root.is_dir():
+        return 0
+    removed = 0
+    for entry in root.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed += 1
+    return removed
 
 
 def _wire_signals(app: Celery, settings: CeleryWorkerSettings, metrics: AppMetrics) -> None:

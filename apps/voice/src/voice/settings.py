@@ -32,7 +32,7 @@ class VoiceSettings(HttpServiceSettings, HttpClientSettings):
     elevenlabs_timeout: float = Field(default=5, gt=0)
 
     #: hot-path Redis (local-redis), DB 10: phrase cache + stream buffer
-    redis_url: RedisDsn = SecretStr("redis://localhost:6379/10")
+    redis_url: RedisDsn = SecretStr("redis://localhost/10")
 
     audio_format: str = "mp3_44100_128"
     audio_chunk_size: int = Field(default=4096, ge=256)

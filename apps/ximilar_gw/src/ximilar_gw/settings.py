@@ -33,9 +33,9 @@ class XimilarGwSettings(HttpServiceSettings, DbPoolSettings, HttpClientSettings)
     ximilar_collection_id: str
     ximilar_base_url: HttpUrl = HttpUrl("https://api.ximilar.com")
     #: embedder (10.1.0.15:8003) for pgvector kNN queries
-    embedder_url: HttpUrl = HttpUrl("http://127.0.0.1:8003")
+    embedder_url: HttpUrl = HttpUrl("http://127.0.0.1")
     #: production DB, read-only kNN over sku_image_embeddings
-    production_db_url: PostgresDsn = SecretStr("postgresql://ximilar_gw@localhost:6432/unde_main")
+    production_db_url: PostgresDsn = SecretStr("postgresql://ximilar_gw@localhost/unde_main")
 
     #: feature flags (spec 01 §19b)
     search_backend: Literal["ximilar", "pgvector", "conditional", "dual"] = "conditional"
@@ -44,7 +44,7 @@ class XimilarGwSettings(HttpServiceSettings, DbPoolSettings, HttpClientSettings)
 
     #: the shared Ximilar rate limiter's bucket (batch Redis on `push`, the recognition DB 6,
     #: keys ``ratelimit:*``): every uvicorn worker takes its tokens from it
-    redis_url: RedisDsn = SecretStr("redis://localhost:6379/6")
+    redis_url: RedisDsn = SecretStr("redis://localhost/6")
     ximilar_rate_limit_per_s: float = Field(default=10.0, gt=0)
     ximilar_rate_limit_burst: int = Field(default=20, ge=1)
     #: longest wait for a token before answering 429

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
 
-import psycopg
-from celery import Celery
-from psycopg.rows import DictRow, dict_row
-
+from unde_common.catalog import StageMetrics
 from unde_common.http import ProviderClient, provider_config
 from unde_common.metrics import AppMetrics
+from unde_common.worker import RuntimeRegistry, WorkerRuntime
 from ximilar_sync.settings import XimilarSyncSettings
 
 
@@ -36,11 +33,16 @@ class XimilarMetrics:
             prefixed=False,
         )
 
+    @property
+    def stage(self) -> StageMetrics:
+        """The metrics :func:`unde_common.catalog.work_through` keeps."""
+        return StageMetrics(self.products, self.pending, self.error_ratio)
 
-class Runtime:
+
+class Runtime(WorkerRuntime[XimilarSyncSettings]):
     def __init__(self, settings: XimilarSyncSettings, metrics: AppMetrics | None = None) -> None:
-        self.settings = settings
-        self.metrics = XimilarMetrics(metrics or AppMetrics(settings.app_name, process_collectors=False))
+        super().__init__(settings)
+        self.metrics = XimilarMetrics(self.app_metrics(metrics))
 
     @cached_property
     def ximilar(self) -> ProviderClient:
@@ -59,27 +61,8 @@ class Runtime:
         )
         return ProviderClient(cfg)
 
-    def connect(self) -> psycopg.Connection[DictRow]:
-        s = self.settings
-        return psycopg.connect(
-            s.staging_db_url.get_secret_value(),
-            autocommit=True,
-            row_factory=dict_row,
-            prepare_threshold=None,
-            connect_timeout=s.db_connect_timeout_s,
-            application_name=s.app_name,
-        )
 
-
-_RUNTIMES: dict[str, Runtime] = {}
-
-
-def bind(app: Celery, runtime: Runtime) -> None:
-    _RUNTIMES[app.main or ""] = runtime
-
-
-def for_app(app: Any) -> Runtime:
-    key = getattr(app, "main", "") or ""
-    if key not in _RUNTIMES:
-        _RUNTIMES[key] = Runtime(XimilarSyncSettings.load())
-    return _RUNTIMES[key]
+_REGISTRY = RuntimeRegistry(Runtime, XimilarSyncSettings.load)
+bind = _REGISTRY.bind
+bind_new = _REGISTRY.bind_new
+for_app = _REGISTRY.for_app

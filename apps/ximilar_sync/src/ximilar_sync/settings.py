@@ -26,9 +26,9 @@ class XimilarSyncSettings(CeleryWorkerSettings, DbPoolSettings, HttpClientSettin
     app_name: str = "ximilar_sync"
 
     #: staging DB (PgBouncer on staging-db): raw_products.ximilar_status
-    staging_db_url: PostgresDsn = SecretStr("postgresql://ximilar@localhost:6432/unde_staging")
+    staging_db_url: PostgresDsn = SecretStr("postgresql://ximilar@localhost/unde_staging")
     #: Celery broker: batch Redis on `push`, catalog pipeline DB 7
-    redis_url: RedisDsn = SecretStr("redis://localhost:6379/7")
+    redis_url: RedisDsn = SecretStr("redis://localhost/7")
 
     ximilar_api_token: SecretStr
     ximilar_collection_id: str

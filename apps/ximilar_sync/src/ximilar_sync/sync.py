@@ -13,12 +13,15 @@ retries those up to ``max_ximilar_attempts``. Re-sending is harmless: record ids
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from psycopg import Connection
+from psycopg.rows import DictRow
+
+from unde_common.catalog import Outcome, WorkQueue, guarded, work_through
 from unde_common.http import ProviderError
 from ximilar_sync.runtime import Runtime
 
@@ -146,58 +149,64 @@ def send(rt: Runtime, records: list[dict[str, Any]]) -> None:
         raise XimilarSyncError("ximilar refused record(s): " + "; ".join(refused))
 
 
-def _sync_one(rt: Runtime, row: dict[str, Any], stores: dict[str, Any]) -> tuple[int, str | None]:
+QUEUE = WorkQueue(
+    claim_new=CLAIM_PENDING,
+    claim_retry=CLAIM_RETRY,
+    mark_ok=MARK_SYNCED,
+    mark_error=MARK_ERROR,
+    waiting=PENDING_COUNT,
+    ok_result="synced",
+    failure_message="ximilar sync failed",
+)
+
+
+def _sync_one(rt: Runtime, row: DictRow, stores: dict[str, Any]) -> Outcome[int]:
+    """Send one product; the outcome's value is the number of records Ximilar took."""
     try:
         found = stores.get(row["external_id"]) or {}
         records = build_records(row, found.get("stores") or [], found.get("malls") or [])
         send(rt, records)
-        return len(records), None
     except XimilarSyncError as exc:
-        return 0, str(exc)
-    except Exception as exc:  # never leave a product claimed by a bug
-        log.exception("unexpected ximilar failure", extra={"product_id": row["id"]})
-        return 0, f"unexpected {exc.__class__.__name__}: {exc}"
+        return Outcome(row, error=str(exc))
+    return Outcome(row, mark=(row["id"],), value=len(records))
+
+
+def _stores(conn: Connection[DictRow], rows: Sequence[DictRow], window_hours: int) -> dict[str, Any]:
+    """external_id → its stores with stock and their malls, for the products of ``rows``."""
+    stores: dict[str, Any] = {}
+    for brand in {r["brand"] for r in rows}:
+        ids = [r["external_id"] for r in rows if r["brand"] == brand]
+        for found in conn.execute(STORES, (brand, ids, window_hours)).fetchall():
+            stores[found["product_id"]] = found
+    return stores
 
 
 def run(rt: Runtime, *, retry: bool = False) -> RunSummary:
     """One ximilar_sync (or ximilar_retry) run."""
     s = rt.settings
     summary = RunSummary("ximilar_retry" if retry else "ximilar_sync")
-    started = time.monotonic()
-    seen: list[int] = []  # retry: a product failing again is not taken twice in one run
-    with rt.connect() as conn, ThreadPoolExecutor(s.ximilar_concurrency, "ximilar") as pool:
-        while summary.products < s.batch_size:
-            limit = min(s.claim_chunk_size, s.batch_size - summary.products)
-            with conn.transaction():
-                if retry:
-                    rows = conn.execute(CLAIM_RETRY, (s.max_ximilar_attempts, seen, limit)).fetchall()
-                else:
-                    rows = conn.execute(CLAIM_PENDING, (limit,)).fetchall()
-                if not rows:
-                    break
-                seen.extend(row["id"] for row in rows)
-                stores: dict[str, Any] = {}
-                for brand in {r["brand"] for r in rows}:
-                    ids = [r["external_id"] for r in rows if r["brand"] == brand]
-                    for found in conn.execute(STORES, (brand, ids, s.store_window_hours)).fetchall():
-                        stores[found["product_id"]] = found
-                results = list(pool.map(_sync_one, [rt] * len(rows), rows, [stores] * len(rows)))
-                for row, (sent, error) in zip(rows, results, strict=True):
-                    if error is None:
-                        conn.execute(MARK_SYNCED, (row["id"],))
-                        summary.synced += 1
-                        summary.records += sent
-                        rt.metrics.products.labels(row["brand"], "synced").inc()
-                    else:
-                        conn.execute(MARK_ERROR, (error[:2000], row["id"]))
-                        summary.errors += 1
-                        rt.metrics.products.labels(row["brand"], "error").inc()
-                        log.warning("ximilar sync failed", extra={"product_id": row["id"], "error": error})
-            summary.products += len(rows)
-        summary.pending_left = int(conn.execute(PENDING_COUNT).fetchone()["n"])  # type: ignore[index]
-    summary.seconds = time.monotonic() - started
-    rt.metrics.pending.set(summary.pending_left)
-    if summary.products:
-        rt.metrics.error_ratio.set(summary.errors / summary.products)
+
+    def process(conn: Connection[DictRow], rows: list[DictRow]) -> list[Outcome[int]]:
+        stores = _stores(conn, rows, s.store_window_hours)
+        sync = guarded(lambda row: _sync_one(rt, row, stores), "ximilar")
+        return list(pool.map(sync, rows))
+
+    def synced(done: Outcome[int]) -> None:
+        summary.records += done.value or 0
+
+    with ThreadPoolExecutor(s.ximilar_concurrency, "ximilar") as pool:
+        tally = work_through(
+            rt.connect,
+            QUEUE,
+            process,
+            rt.metrics.stage,
+            retry=retry,
+            max_attempts=s.max_ximilar_attempts,
+            batch_size=s.batch_size,
+            chunk_size=s.claim_chunk_size,
+            on_ok=synced,
+        )
+    summary.products, summary.synced, summary.errors = tally.products, tally.ok, tally.errors
+    summary.pending_left, summary.seconds = tally.waiting, tally.seconds
     log.info("ximilar sync run finished", extra=summary.as_dict())
     return summary

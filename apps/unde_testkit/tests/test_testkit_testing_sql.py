@@ -1,12 +1,12 @@
-"""unde_common.testing_sql: databases with the repository's real migrations."""
+"""unde_testkit.testing_sql: databases with the repository's real migrations."""
 
 from __future__ import annotations
 
 import psycopg
 import pytest
 
-from unde_common.testing import PostgresHandle
-from unde_common.testing_sql import migrate_database, repo_root
+from unde_testkit.testing import PostgresHandle
+from unde_testkit.testing_sql import migrate_database, repo_root
 
 
 def test_migrate_database_applies_every_migration(pg: PostgresHandle) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from unde_common.testing import S3Handle
+from unde_testkit.testing import S3Handle
 
 
 def test_s3_server_round_trip(s3: S3Handle) -> None:

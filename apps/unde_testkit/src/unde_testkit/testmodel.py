@@ -4,9 +4,10 @@ benchmarks (the real weights cannot be downloaded on these machines).
 ``pixel_values`` float32 ``[N, 3, 224, 224]`` → Conv 16x16/16 (3→8 channels, a 14x14 grid) →
 Flatten → Gemm → ``image_embeds`` float32 ``[N, 512]``. Weights are random with a fixed seed, so
 the same image always gives the same vector and different images give different vectors, while
-the spatial grid keeps similar images close. Needs the ``onnx`` package (a dev dependency).
+the spatial grid keeps similar images close. Needs the ``onnx`` package (a dependency of the test kit).
 
-    python -m embedder.testmodel /path/model.onnx
+    python -m unde_testkit.testmodel /path/model.onnx
+    python -m unde_testkit.testmodel --lab    # the lab's model, built once (LAB_MODEL)
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["build_test_model"]
+__all__ = ["LAB_MODEL", "build_test_model", "lab_model"]
+
+# Where the embedder and embed_batch roles' defaults copy the encoder from on the controller
+# (``{{ playbook_dir }}/../.cache/models/fashionclip2-image.onnx``), relative to the repository root.
+LAB_MODEL = Path(".cache/models/fashionclip2-image.onnx")
 
 
 def build_test_model(path: Path, *, dim: int = 512, size: int = 224, seed: int = 7) -> Path:
@@ -57,5 +62,13 @@ def build_test_model(path: Path, *, dim: int = 512, size: int = 224, seed: int =
     return path
 
 
+def lab_model() -> Path:
+    """The lab's model under the repository root, built if it is not there yet."""
+    from unde_testkit.loaders import repo_root
+
+    path = repo_root() / LAB_MODEL
+    return path if path.is_file() else build_test_model(path)
+
+
 if __name__ == "__main__":
-    print(build_test_model(Path(sys.argv[1])))
+    print(lab_model() if sys.argv[1:] == ["--lab"] else build_test_model(Path(sys.argv[1])))

@@ -24,8 +24,8 @@ Behaviour (deterministic, computed from the pixels it is sent):
 - Gemini tagging (one image) answers ``context_tags``; Gemini rerank (two images) answers
   ``{"visual": s, "semantic": s}`` with s the pixel similarity of the two images.
 
-Run both on one port for the lab: ``python -m recognition.simulators --host 198.18.0.1 --port 18080
---images DIR`` (Ximilar under ``/ximilar``, Gemini under ``/gemini``, images under ``/img``).
+Run both on one port for the lab: ``python -m unde_testkit.recognition_simulators --host 198.18.0.1
+--port 18080 --images DIR`` (Ximilar under ``/ximilar``, Gemini under ``/gemini``, images under ``/img``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Fetching and checking images for the recognition pipeline (shared by embedder, embed-batch,
-ximilar-gw and llm-reranker).
+"""Fetching and checking images for the recognition pipeline (embedder, embed-batch, ximilar-gw,
+llm-reranker); needs the ``images`` extra (Pillow).
 
 An image reference is a URL, optionally with a W3C Media Fragment naming a region of it:
 ``https://.../photo.jpg#xywh=120,40,300,380`` (pixels: x, y, width, height). ximilar-gw's

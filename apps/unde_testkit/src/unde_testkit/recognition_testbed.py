@@ -11,23 +11,20 @@ fillers in other colours without stripes, and nothing close to the third item (a
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
-import re
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import psycopg
 from PIL import Image
 from psycopg.types.json import Jsonb
 
-from recognition.simulators import GeminiSimulator, ImageHost, XimilarSimulator, solid_image
+from unde_testkit.recognition_simulators import GeminiSimulator, ImageHost, XimilarSimulator, solid_image
+from unde_testkit.testing_sql import apply_migrations
 
 __all__ = [
     "PHOTO_ITEMS",
@@ -40,8 +37,6 @@ __all__ = [
     "serve_asgi",
     "street_photo",
 ]
-
-REPO = Path(__file__).resolve().parents[4]
 
 
 @dataclass(frozen=True)
@@ -133,16 +128,6 @@ def street_photo() -> Image.Image:
     return photo
 
 
-def _runner() -> ModuleType:
-    path = REPO / "roles" / "postgresql" / "library" / "unde_sql_migrate.py"
-    spec = importlib.util.spec_from_file_location("unde_sql_migrate", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("unde_sql_migrate", module)
-    spec.loader.exec_module(module)
-    return module
-
-
 _MIGRATED: dict[tuple[str, str], str] = {}
 
 
@@ -152,21 +137,11 @@ def migrate_database(superuser_dsn: str, name: str, schema: str) -> str:
     key = (superuser_dsn, name)
     if key in _MIGRATED:
         return _MIGRATED[key]
-    from pgserver._commands import POSTGRES_BIN_PATH
-
     with psycopg.connect(superuser_dsn, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
-    host = re.search(r"host=([^&]+)", superuser_dsn)
-    assert host is not None
-    runner = _runner()
-    run = runner.subprocess_runner(
-        runner.Connection(database=name, host=host.group(1), user="postgres"),
-        psql=str(POSTGRES_BIN_PATH / "psql"),
-        timeout=120,
-    )
-    runner.migrate(run, REPO / "files" / "sql" / schema)
     dsn = superuser_dsn.replace("/postgres?", f"/{name}?", 1)
+    apply_migrations(dsn, schema)
     _MIGRATED[key] = dsn
     return dsn
 
@@ -255,7 +230,7 @@ class _Server:
 @contextlib.contextmanager
 def serve_asgi(app: Any, *, host: str = "127.0.0.1", port: int | None = None) -> Iterator[str]:
     """Serve an ASGI app (lifespan on) on loopback from a thread; yields its base URL."""
-    from unde_common.testing import free_port
+    from unde_testkit.testing import free_port
 
     srv = _Server(app, host, port or free_port(host))
     srv.thread.start()
@@ -319,9 +294,9 @@ def recognition_bed(superuser_dsn: str, redis_url: str, workdir: Path) -> Iterat
     from embedder.app import create as create_embedder
     from embedder.model import ImageEncoder
     from embedder.settings import EmbedderSettings
-    from embedder.testmodel import build_test_model
     from llm_reranker.app import create as create_reranker
     from llm_reranker.settings import LlmRerankerSettings
+    from unde_testkit.testmodel import build_test_model
 
     main = migrate_database(superuser_dsn, "rec_main", "unde_main")
     staging = migrate_database(superuser_dsn, "rec_staging", "unde_staging")

@@ -5,7 +5,7 @@ inject the faults the apps must survive. Used by the apps' tests and ``bench/cat
 imported by app code.
 
 - :func:`migrated_database` — ``files/sql/<schema>`` applied by the postgresql role's
-  ``unde_sql_migrate`` runner
+  ``unde_sql_migrate`` runner (:func:`unde_testkit.testing_sql.migrate_database`)
 - :func:`login_dsn` — a LOGIN user that is a member of the migration's group role(s)
 - :class:`ApifySimulator` — Apify API v2 (actor runs, run status, dataset pages)
 - :class:`ImageHostSimulator` — brand image CDN: ``/img/{fault}/{name}.jpg?w=&h=``
@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import importlib.util
 import io
 import itertools
 import re
@@ -27,8 +26,6 @@ import sys
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import psycopg
@@ -38,7 +35,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from unde_common.testing import PostgresHandle
+from unde_testkit.loaders import repo_root
+from unde_testkit.testing import PostgresHandle
+from unde_testkit.testing_sql import migrate_database as migrated_database
 
 __all__ = [
     "ApifySimulator",
@@ -55,48 +54,11 @@ __all__ = [
 # --------------------------------------------------------------------------- databases
 
 
-def repo_root() -> Path:
-    """The checkout this package lives in (the directory holding ``files/sql``)."""
-    for parent in Path(__file__).resolve().parents:
-        if (parent / "files" / "sql").is_dir() and (parent / "roles").is_dir():
-            return parent
-    raise RuntimeError("not inside the unde-infra checkout: files/sql not found")
-
-
-def _runner() -> ModuleType:
-    path = repo_root() / "roles" / "postgresql" / "library" / "unde_sql_migrate.py"
-    name = "unde_sql_migrate"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def _socket_dir(pg: PostgresHandle) -> str:
     match = re.search(r"host=([^&]+)", pg.dsn)
     if match is None:
         raise RuntimeError(f"test PostgreSQL DSN has no socket host: {pg.dsn}")
     return match.group(1)
-
-
-def migrated_database(pg: PostgresHandle, name: str, schema: str) -> str:
-    """(Re)create database ``name`` and apply ``files/sql/<schema>`` with the project's runner, as
-    the postgresql role does; returns the superuser DSN."""
-    from pgserver._commands import POSTGRES_BIN_PATH
-
-    dsn = pg.create_database(name)
-    runner = _runner()
-    run_psql = runner.subprocess_runner(
-        runner.Connection(database=name, host=_socket_dir(pg), user="postgres"),
-        psql=str(POSTGRES_BIN_PATH / "psql"),
-        timeout=120,
-    )
-    runner.migrate(run_psql, repo_root() / "files" / "sql" / schema)
-    return dsn
 
 
 def login_dsn(pg: PostgresHandle, database: str, user: str, groups: Sequence[str]) -> str:
