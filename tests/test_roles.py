@@ -5,7 +5,11 @@
   their own; the defaults they repeat must agree), each with a description;
 * the role's tasks carry the tags ``<role>_install``, ``<role>_configure`` and ``<role>_run``;
 * every systemd unit or drop-in the role renders (a template with a ``[Service]`` section) is
-  hardened: ``ProtectSystem=strict``, ``NoNewPrivileges``, ``PrivateTmp`` and ``MemoryMax``.
+  hardened: ``ProtectSystem=strict``, ``NoNewPrivileges``, ``PrivateTmp`` and ``MemoryMax``; units
+  and drop-ins rendered from the shared ``templates/`` get these from ``templates/sandbox.j2``, which
+  no role may switch off;
+* every app role (one that sets ``unde_app_name``) has exactly the tasks of
+  ``templates/app_role_tasks.yml.j2``: unde_app's three steps, nothing else.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import pytest
 import yaml
 from support import REPO
@@ -76,3 +81,81 @@ def test_units_are_hardened(unit: Path) -> None:
     text = unit.read_text()
     missing = [d for d in HARDENING if not re.search(rf"^{re.escape(d)}", text, re.MULTILINE)]
     assert not missing, f"{unit.relative_to(REPO)} lacks {missing}"
+
+
+TEMPLATES = REPO / "templates"
+
+
+def _render_sandbox(sandbox: dict[str, Any]) -> str:
+    """templates/sandbox.j2 rendered by Jinja with the given overrides (``combine`` is Ansible's
+    dict merge; role values stay unrendered ``{{ ... }}`` strings, which is enough here)."""
+    env = jinja2.Environment(  # noqa: S701 (systemd text, not HTML)
+        loader=jinja2.FileSystemLoader(TEMPLATES), keep_trailing_newline=True
+    )
+    env.filters["combine"] = lambda base, extra: {**base, **extra}
+    return env.get_template("sandbox.j2").render(sandbox=sandbox)
+
+
+def _dropin_sandboxes() -> list[tuple[str, dict[str, Any]]]:
+    """(role: task, sandbox overrides) of every task that renders templates/hardening.conf.j2."""
+    found = []
+
+    def walk(tasks: list[dict[str, Any]], role: str) -> None:
+        for task in tasks or []:
+            walk(task.get("block", []), role)
+            src = str((task.get("ansible.builtin.template") or {}).get("src", ""))
+            if src.endswith("/hardening.conf.j2"):
+                found.append((f"{role}: {task['name']}", task["vars"]["unde_dropin"]["sandbox"]))
+
+    for path in sorted((REPO / "roles").glob("*/tasks/*.yml")):
+        walk(_yaml(path), path.parent.parent.name)
+    return found
+
+
+def test_shared_unit_templates_use_the_sandbox() -> None:
+    shared = [p for p in sorted(TEMPLATES.glob("*.j2")) if re.search(r"^\[Service\]", p.read_text(), re.M)]
+    assert {p.name for p in shared} >= {"app.service.j2", "hardening.conf.j2"}
+    for path in shared:
+        assert "{% include 'sandbox.j2' %}" in path.read_text(), f"templates/{path.name} skips the sandbox"
+
+
+@pytest.mark.parametrize("where,sandbox", _dropin_sandboxes(), ids=lambda v: v if isinstance(v, str) else "")
+def test_dropins_from_the_shared_template_are_hardened(where: str, sandbox: dict[str, Any]) -> None:
+    text = _render_sandbox(sandbox)
+    missing = [d for d in HARDENING if not re.search(rf"^{re.escape(d)}", text, re.MULTILINE)]
+    assert not missing, f"{where} switches off {missing}"
+    assert re.search(r"^ProtectSystem=strict$", text, re.M), where
+
+
+def test_every_dropin_role_uses_the_shared_template() -> None:
+    roles = {where.split(":")[0] for where, _ in _dropin_sandboxes()}
+    assert roles >= {
+        "etcd",
+        "node_exporter",
+        "patroni",
+        "pgbouncer",
+        "postgres_exporter",
+        "postgresql",
+        "redis",
+    }
+
+
+APP_ROLES = sorted(
+    role for role in ROLES if "unde_app_name" in (_yaml(REPO / "roles" / role / "vars" / "main.yml") or {})
+)
+
+
+def test_app_roles_are_found() -> None:
+    assert len(APP_ROLES) >= 13
+
+
+@pytest.mark.parametrize("role", APP_ROLES)
+def test_app_role_tasks_have_the_one_shape(role: str) -> None:
+    shape = jinja2.Template((TEMPLATES / "app_role_tasks.yml.j2").read_text(), keep_trailing_newline=True)
+    tasks = REPO / "roles" / role / "tasks"
+    assert sorted(p.name for p in tasks.iterdir()) == ["main.yml"], (
+        f"roles/{role}/tasks has more than main.yml"
+    )
+    assert (tasks / "main.yml").read_text() == shape.render(app=role), (
+        f"roles/{role}/tasks/main.yml differs from templates/app_role_tasks.yml.j2 (vars/ hold the rest)"
+    )

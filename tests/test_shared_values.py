@@ -1,8 +1,11 @@
-"""Shared values live once in group_vars/all; the apps' built-in defaults must agree with them.
+"""Shared values live once; where a copy must exist, it must agree with the owner.
 
-The roles render group_vars into each app's .env, so production follows group_vars. These
-tests keep the packages' defaults (what a developer or a test gets without an .env) from
-drifting away from that single source.
+* Redis DBs and queues live in group_vars/all; the roles render them into each app's .env, so
+  production follows group_vars. The packages' defaults (what a developer or a test gets without an
+  .env) must not drift away from them.
+* The beat schedule has one owner per entry: the app's ``schedule.py`` for Celery beat entries
+  (asserted against spec 01 §18 in its tests/test_<app>_celery.py), group_vars/all/schedule.yml for
+  what no app owns (systemd timers a role renders, database jobs). Nothing is written in both.
 """
 
 from __future__ import annotations
@@ -27,20 +30,38 @@ SCHEDULE = _load("schedule.yml")["unde_schedule"]
 QUEUES = _load("queues.yml")["unde_celery_queues"]
 REDIS_DB = _load("redis.yml")["unde_redis_db"]
 CELERY_APPS = sorted(
-    {e["app"] for e in SCHEDULE.values() if (REPO / f"apps/{e['app']}/src/{e['app']}/schedule.py").is_file()}
+    p.parent.name for p in (REPO / "apps").glob("*/src/*/schedule.py") if p.parent.name != "unde_common"
 )
+ROLES_TEXT = "\n".join(p.read_text() for p in sorted((REPO / "roles").glob("*/*/*.yml")))
+
+
+def test_celery_apps_are_found() -> None:
+    assert len(CELERY_APPS) >= 8
 
 
 @pytest.mark.parametrize("app", CELERY_APPS)
-def test_app_schedule_matches_group_vars(app: str) -> None:
+def test_beat_entries_have_one_owner(app: str) -> None:
+    """An app with a schedule.py owns its beat entries: group_vars must not repeat them."""
     module = importlib.import_module(f"{app}.schedule")
-    in_app = {t.name: (t.minute, t.hour, t.day_of_week) for t in module.SCHEDULE}
-    in_vars = {
-        e.get("task", key): (e["minute"], e["hour"], e["day_of_week"])
-        for key, e in SCHEDULE.items()
-        if e["app"] == app
-    }
-    assert in_app == in_vars
+    repeated = {key for key, e in SCHEDULE.items() if e["app"] == app}
+    assert not repeated, f"group_vars/all/schedule.yml repeats {app}'s beat entries {sorted(repeated)}"
+    for entry in module.SCHEDULE:
+        assert entry.task == f"{app}.{entry.name}", entry
+
+
+@pytest.mark.parametrize("key", sorted(SCHEDULE))
+def test_group_vars_schedule_is_what_no_app_owns(key: str) -> None:
+    """Each entry left in group_vars is read by a role (a systemd timer) or belongs to no app package."""
+    app = SCHEDULE[key]["app"]
+    used = f"unde_schedule.{key}" in ROLES_TEXT
+    assert used or not (REPO / "apps" / app).is_dir(), f"unde_schedule.{key} ({app}) is read by no role"
+
+
+def test_persona_cleanup_is_spec_01_section_18() -> None:
+    """The persona agent's daily cleanup (a systemd timer of roles/persona_agent) at 04:00."""
+    entry = SCHEDULE["persona_cleanup"]
+    assert (entry["minute"], entry["hour"], entry["day_of_week"]) == ("0", "4", "*")
+    assert "unde_schedule.persona_cleanup" in (REPO / "roles/persona_agent/defaults/main.yml").read_text()
 
 
 @pytest.mark.parametrize("app", sorted(set(QUEUES) & {p.name for p in (REPO / "apps").iterdir()}))
@@ -54,7 +75,8 @@ def test_app_queues_match_group_vars(app: str) -> None:
 def _redis_defaults(app: str) -> dict[str, int]:
     text = (REPO / f"apps/{app}/src/{app}/settings.py").read_text()
     return {
-        field: int(db) for field, db in re.findall(r"^\s+(\w*(?:redis|broker)\w*): .*6379/(\d+)", text, re.M)
+        field: int(db)
+        for field, db in re.findall(r"^\s+(\w*(?:redis|broker)\w*): .*\"redis://[^\"]*/(\d+)\"", text, re.M)
     }
 
 

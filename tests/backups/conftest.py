@@ -3,14 +3,13 @@ backup runner of roles/pgbackrest loaded from its file."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 from sql import conftest as sql_conftest
 from sql.conftest import Postgres
+from unde_testkit.loaders import load_module
 
 # The real PostgreSQL of tests/sql (session fixture), shared rather than copied.
 pg = sql_conftest.pg
@@ -21,12 +20,7 @@ RUNNER_FILE = REPO / "roles" / "pgbackrest" / "files" / "unde_backup.py"
 
 
 def load_runner() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("unde_backup", RUNNER_FILE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["unde_backup"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_module("unde_backup", RUNNER_FILE)
 
 
 @pytest.fixture(scope="session")

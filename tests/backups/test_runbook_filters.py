@@ -3,25 +3,20 @@ playbooks/runbooks/filter_plugins/unde_backups.py."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
-import sys
 from types import ModuleType
 
 import pytest
 from sql.conftest import Postgres
+from unde_testkit.loaders import load_module
 
 from backups.conftest import REPO, RUNBOOK_SQL
 
 
 def _filters() -> ModuleType:
-    path = REPO / "playbooks" / "runbooks" / "filter_plugins" / "unde_backups.py"
-    spec = importlib.util.spec_from_file_location("unde_backups_filters", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_module(
+        "unde_backups_filters", REPO / "playbooks" / "runbooks" / "filter_plugins" / "unde_backups.py"
+    )
 
 
 F = _filters()

@@ -3,10 +3,8 @@ runner imported from ``roles/postgresql/library``, and the three databases migra
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
-import sys
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -18,20 +16,15 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
+from unde_testkit.loaders import sql_runner
 
 REPO = Path(__file__).resolve().parents[2]
 SQL_DIR = REPO / "files" / "sql"
-RUNNER_FILE = REPO / "roles" / "postgresql" / "library" / "unde_sql_migrate.py"
 DATABASES = ("unde_staging", "unde_main", "unde_shard")
 
 
 def load_runner() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("unde_sql_migrate", RUNNER_FILE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["unde_sql_migrate"] = module
-    spec.loader.exec_module(module)
-    return module
+    return sql_runner()
 
 
 def pytest_configure(config: pytest.Config) -> None:

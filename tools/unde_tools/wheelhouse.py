@@ -182,13 +182,26 @@ def _pack(src: Path, archive: Path) -> None:
                 tar.addfile(info, fh)
 
 
-def build(app: str, python: str, out: Path) -> dict[str, object]:
+def resolve(app: str, python: str) -> tuple[str, list[str], list[str]]:
+    """What the wheelhouse of ``app`` (directory under apps/) holds on CPython ``python``:
+    (its distribution, the third-party ``name==version`` pins, the canonical names of the workspace
+    packages built into it, the app's own included)."""
     if not re.fullmatch(r"3\.\d+", python):
         raise WheelhouseError(f"--python must look like 3.13, got {python!r}")
     app_dir = REPO / "apps" / app
     if not (app_dir / "pyproject.toml").is_file():
         raise WheelhouseError(f"no app {app!r}: apps/{app}/pyproject.toml does not exist")
     dist = tomllib.loads((app_dir / "pyproject.toml").read_text())["project"]["name"]
+    pins, local = locked_pins(dist, python)
+    members = workspace_packages()
+    # uv export names members relative to the repository it ran in ("-e ./apps/unde_common")
+    built = {(REPO / p).resolve() for p in local}
+    needed = [dist] + [name for name, path in members.items() if path in built]
+    return dist, pins, sorted({canonicalize_name(n) for n in needed})
+
+
+def build(app: str, python: str, out: Path) -> dict[str, object]:
+    dist, pins, needed = resolve(app, python)
     target = out / f"{app}-cp{python.replace('.', '')}"
     out.mkdir(parents=True, exist_ok=True)
     with (out / f".{app}.lock").open("w") as lock:
@@ -196,14 +209,9 @@ def build(app: str, python: str, out: Path) -> dict[str, object]:
         work = target.with_name(target.name + ".new")
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        pins, local = locked_pins(dist, python)
         _download(pins, work, python)
-        members = workspace_packages()
-        needed = [dist] + [
-            name for name, path in members.items() if any(Path(p).resolve() == path for p in local)
-        ]
         env = {**os.environ, "SOURCE_DATE_EPOCH": "315532800"}
-        for member in sorted({canonicalize_name(n) for n in needed}):
+        for member in needed:
             proc = subprocess.run(
                 ["uv", "build", "--wheel", "--quiet", "--package", member, "--out-dir", str(work)],
                 capture_output=True, text=True, check=False, cwd=REPO, env=env,

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from unde_testkit.loaders import load_module
 
 
 def _load() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "filter_plugins" / "unde_firewall.py"
-    spec = importlib.util.spec_from_file_location("unde_firewall", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["unde_firewall"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_module(
+        "unde_firewall", Path(__file__).resolve().parents[1] / "filter_plugins" / "unde_firewall.py"
+    )
 
 
 fw = _load()

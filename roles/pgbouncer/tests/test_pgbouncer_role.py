@@ -6,8 +6,6 @@ Ansible's templating engine with the role's defaults and vars for a production-d
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -15,18 +13,13 @@ from typing import Any
 import pytest
 from ansible.parsing.dataloader import DataLoader  # type: ignore[import-untyped]
 from ansible.template import Templar, trust_as_template  # type: ignore[import-untyped]
+from unde_testkit.loaders import load_module
 
 ROLE = Path(__file__).resolve().parents[1]
 
 
 def _load_filters() -> ModuleType:
-    path = ROLE / "filter_plugins" / "unde_pgbouncer.py"
-    spec = importlib.util.spec_from_file_location("unde_pgbouncer", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["unde_pgbouncer"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_module("unde_pgbouncer", ROLE / "filter_plugins" / "unde_pgbouncer.py")
 
 
 pgb = _load_filters()

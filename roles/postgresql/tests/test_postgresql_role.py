@@ -13,9 +13,7 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
 import re
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -28,6 +26,7 @@ from ansible.plugins.loader import add_all_plugin_dirs, init_plugin_loader  # ty
 from ansible.template import Templar, trust_as_template  # type: ignore[import-untyped]
 from ansible.vars.hostvars import HostVars  # type: ignore[import-untyped]
 from ansible.vars.manager import VariableManager  # type: ignore[import-untyped]
+from unde_testkit.loaders import load_module
 
 ROLE = Path(__file__).resolve().parents[1]
 REPO = ROLE.parents[1]
@@ -35,13 +34,7 @@ LAB_INVENTORY = REPO / "inventories" / "lab" / "hosts.yml"
 
 
 def _load_filters() -> ModuleType:
-    path = ROLE / "filter_plugins" / "unde_postgresql.py"
-    spec = importlib.util.spec_from_file_location("unde_postgresql", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["unde_postgresql"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_module("unde_postgresql", ROLE / "filter_plugins" / "unde_postgresql.py")
 
 
 pg = _load_filters()
@@ -162,6 +155,7 @@ class Rendered:
             **overrides,
         }
         self.templar = Templar(loader=loader, variables=data)
+        self.loader, self.data = loader, data
 
     def value(self, expression: str) -> Any:
 
@@ -171,6 +165,23 @@ class Rendered:
 
         text = (ROLE / "templates" / name).read_text()
         return str(self.templar.template(trust_as_template(text)))
+
+    def dropin(self) -> str:
+        """The cluster unit's hardening drop-in: the shared templates/hardening.conf.j2 with the
+        ``unde_dropin`` of the role's task, as the template module renders it."""
+        tasks = self.loader.load_from_file(str(ROLE / "tasks" / "configure.yml"), trusted_as_template=True)
+        found = [
+            task
+            for item in tasks
+            for task in [item, *item.get("block", [])]
+            if str(task.get("ansible.builtin.template", {}).get("src", "")).endswith("/hardening.conf.j2")
+        ]
+        shared = REPO / "templates"
+        templar = self.templar.copy_with_new_env(
+            searchpath=[str(shared)],
+            available_variables={**self.data, "unde_dropin": found[0]["vars"]["unde_dropin"]},
+        )
+        return str(templar.template(trust_as_template((shared / "hardening.conf.j2").read_text())))
 
     def settings(self) -> dict[str, str]:
         """conf.d/50-unde.conf as key -> value (quotes kept), comments dropped."""
@@ -224,7 +235,7 @@ def test_tmpfs_profile_renders_the_spec_values() -> None:
     assert "--waldir=/nvme/pg_wal" in argv
     assert "--data-checksums" in argv
     assert r.value("__postgresql_tmpfs_size") == "160G"
-    unit = r.template("hardening.conf.j2")
+    unit = r.dropin()
     assert "RequiresMountsFor=/pgdata /nvme/pg_wal" in unit
     rw = next(line for line in unit.splitlines() if line.startswith("ReadWritePaths="))
     writable = set(rw.split("=", 1)[1].split())
@@ -241,7 +252,7 @@ def test_tmpfs_profile_in_the_lab_is_scaled_down() -> None:
     assert settings["random_page_cost"] == "0.01"  # the profile's planner settings stay
     assert re.search(r"^shared_buffers = '32MB'  # profile: '32GB'$", text, re.M)
     assert r.value("__postgresql_tmpfs_size") == "256M"
-    assert "MemoryMax=512M" in r.template("hardening.conf.j2")
+    assert "MemoryMax=512M" in r.dropin()
     # huge pages for the lab's shared_buffers: rendered, never applied in a container
     assert _assignments(r.template("sysctl.conf.j2"))["vm.nr_hugepages"] == "1000"
 
