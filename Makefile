@@ -26,7 +26,6 @@ setup-venv:
 	$(BIN)/uv sync --frozen --inexact --all-packages --python $(BIN)/python
 	@bash tools/check_collections.sh
 
-LAB_VAULT_ID := lab@inventories/lab/vault-password.txt
 DEFAULT_INVENTORY := inventories/helsinki,inventories/local
 
 .PHONY: bench-hybrid-search validate lab-inventory lint syntax-check test-python test-lab test-molecule test-lab-full test lab

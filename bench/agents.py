@@ -135,9 +135,22 @@ SERVER_PIDS: dict[str, int] = {}
 
 
 @contextmanager
-def agent(module: str, env: dict[str, str], workdir: Path, port: int) -> Iterator[str]:
-    from unde_common.testing import running_service
+def agent(module: str, env: dict[str, str], workdir: Path, workers: int) -> Iterator[str]:
+    """``python -m <module>`` on a free port with ``workers`` uvicorn workers, the settings of
+    ``env`` and those every agent gets (``<AGENT>_PORT``, ``<AGENT>_WORKERS``, warnings-only logs);
+    yields its base URL while it runs."""
+    from unde_testkit.testing import free_port, running_service
 
+    port = free_port()
+    prefix = module.removesuffix("_agent").upper()
+    env = {
+        "WORKERS": str(workers),
+        "LOG_LEVEL": "WARNING",
+        "ENVIRONMENT": "test",
+        f"{prefix}_PORT": str(port),
+        f"{prefix}_WORKERS": str(workers),
+        **env,
+    }
     env_file = workdir / f"{module}.env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     os.chmod(env_file, 0o600)
@@ -161,7 +174,7 @@ def agent(module: str, env: dict[str, str], workdir: Path, port: int) -> Iterato
 @contextmanager
 def llm_process(latency_ms: float, workdir: Path) -> Iterator[str]:
     """The LLM simulator in its own process (not competing with the load generator for the GIL)."""
-    from unde_common.testing import free_port
+    from unde_testkit.testing import free_port
 
     port = free_port()
     log = (workdir / "llm-sim.log").open("w")
@@ -464,11 +477,8 @@ def main() -> int:
         )
         return 0
 
-    sys.path[:0] = [
-        str(REPO / f"apps/{a}/src") for a in ("persona_agent", "mood_agent", "context_agent", "unde_common")
-    ]
-    from unde_common.testing import LoopbackServer, free_port, postgres_server, redis_server
-    from unde_common.testing_sql import migrate_database
+    from unde_testkit.testing import LoopbackServer, postgres_server, redis_server
+    from unde_testkit.testing_sql import migrate_database
 
     result: dict[str, Any] = {
         "benchmark": "agents",
@@ -494,54 +504,25 @@ def main() -> int:
             base = redis.rsplit("/", 1)[0]
             llm_url = stack.enter_context(llm_process(args.llm_latency_ms, work))
             weather = stack.enter_context(LoopbackServer(weather_app()))
-            common = {"WORKERS": str(args.workers), "LOG_LEVEL": "WARNING", "ENVIRONMENT": "test"}
-            ports = {a: free_port() for a in ("persona", "mood", "context")}
-            persona = stack.enter_context(
-                agent(
-                    "persona_agent",
-                    {
-                        **common,
-                        "PERSONA_PORT": str(ports["persona"]),
-                        "PERSONA_WORKERS": str(args.workers),
-                        "SHARD_0_DB_URL": shard,
-                        "REDIS_URL": f"{base}/13",
-                    },
-                    work,
-                    ports["persona"],
-                )
-            )
-            mood = stack.enter_context(
-                agent(
-                    "mood_agent",
-                    {
-                        **common,
-                        "MOOD_PORT": str(ports["mood"]),
-                        "MOOD_WORKERS": str(args.workers),
-                        "MOOD_LLM_API_KEY": "k",
-                        "MOOD_FALLBACK_API_KEY": "k",
-                        "DEEPSEEK_BASE_URL": llm_url,
-                        "GEMINI_BASE_URL": llm_url,
-                        "REDIS_URL": f"{base}/9",
-                    },
-                    work,
-                    ports["mood"],
-                )
-            )
-            context = stack.enter_context(
-                agent(
-                    "context_agent",
-                    {
-                        **common,
-                        "CONTEXT_PORT": str(ports["context"]),
-                        "CONTEXT_WORKERS": str(args.workers),
-                        "WEATHER_API_KEY": "k",
-                        "WEATHER_API_URL": weather.url + "/v1",
-                        "PRODUCTION_DB_URL": main_db,
-                        "REDIS_URL": f"{base}/15",
-                    },
-                    work,
-                    ports["context"],
-                )
+            settings = {
+                "persona_agent": {"SHARD_0_DB_URL": shard, "REDIS_URL": f"{base}/13"},
+                "mood_agent": {
+                    "MOOD_LLM_API_KEY": "k",
+                    "MOOD_FALLBACK_API_KEY": "k",
+                    "DEEPSEEK_BASE_URL": llm_url,
+                    "GEMINI_BASE_URL": llm_url,
+                    "REDIS_URL": f"{base}/9",
+                },
+                "context_agent": {
+                    "WEATHER_API_KEY": "k",
+                    "WEATHER_API_URL": weather.url + "/v1",
+                    "PRODUCTION_DB_URL": main_db,
+                    "REDIS_URL": f"{base}/15",
+                },
+            }
+            persona, mood, context = (
+                stack.enter_context(agent(module, env, work, args.workers))
+                for module, env in settings.items()
             )
             # one user per client (a conversation each): the profiles stay in the agents' LRU
             users = [str(uuid.uuid4()) for _ in range(CLIENTS)]

@@ -97,9 +97,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from pydantic import SecretStr
-    from unde_common.catalog_testing import ImageHostSimulator, login_dsn, migrated_database
     from unde_common.s3 import ObjectStore, S3Config
-    from unde_common.testing import LoopbackServer, postgres_server, s3_server
+    from unde_testkit.catalog_testing import ImageHostSimulator, login_dsn, migrated_database
+    from unde_testkit.testing import LoopbackServer, postgres_server, s3_server
 
     work = Path(tempfile.mkdtemp(prefix="unde-bench-catalog-"))
     os.chmod(work, 0o755)  # noqa: S103 - pgserver runs the server as its own user when we are root

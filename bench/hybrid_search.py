@@ -26,7 +26,6 @@ import array
 import contextlib
 import datetime as dt
 import heapq
-import importlib.util
 import json
 import math
 import random
@@ -46,11 +45,11 @@ from types import ModuleType
 from typing import Any
 
 import psycopg
+from unde_testkit.loaders import sql_runner
 
 REPO = Path(__file__).resolve().parents[1]
 SHARD_SQL = REPO / "files" / "sql" / "unde_shard"
 CANONICAL_QUERY_FILE = SHARD_SQL / "queries" / "hybrid_search.sql"
-RUNNER_FILE = REPO / "roles" / "postgresql" / "library" / "unde_sql_migrate.py"
 FINAL_MARKER = "-- final ranking"
 DIM = 1024
 PARTITIONS = 64
@@ -492,12 +491,7 @@ def postgres(pgdata: Path, settings: dict[str, str]) -> Iterator[Server]:
 
 
 def load_runner() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("unde_sql_migrate", RUNNER_FILE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["unde_sql_migrate"] = module
-    spec.loader.exec_module(module)
-    return module
+    return sql_runner()
 
 
 def apply_migrations(server: Server, database: str) -> list[str]:

@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import struct
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +31,6 @@ import psycopg
 
 REPO = Path(__file__).resolve().parents[1]
 NN_SQL = "SELECT id FROM unde_ai.sku_image_embeddings ORDER BY embedding <=> %s::vector LIMIT {limit}"
-sys.path.insert(0, str(REPO / "apps" / "recognition" / "src"))
 
 
 def pct(values: list[float], p: float) -> float:
@@ -42,8 +40,8 @@ def pct(values: list[float], p: float) -> float:
 def bench_embedder(workdir: Path, runs: int) -> dict[str, Any]:
     import onnxruntime as ort  # type: ignore[import-untyped]
     from embedder.model import ImageEncoder
-    from embedder.testmodel import build_test_model
-    from recognition.simulators import solid_image
+    from unde_testkit.recognition_simulators import solid_image
+    from unde_testkit.testmodel import build_test_model
 
     encoder = ImageEncoder(build_test_model(workdir / "m.onnx"))
     rng = np.random.default_rng(1)
@@ -106,9 +104,9 @@ def _copy_binary(conn: psycopg.Connection[Any], vectors: np.ndarray, per_sku: in
 
 
 def bench_knn(workdir: Path, rows: int, queries: int, keep: Path | None) -> dict[str, Any]:
-    from recognition.testbed import migrate_database
-    from unde_common.testing import postgres_server
-    from ximilar_gw.app import KNN_SQL
+    from unde_testkit.recognition_testbed import migrate_database
+    from unde_testkit.testing import postgres_server
+    from ximilar_gw.routes.search import KNN_SQL
 
     per_sku = 5
     rng = np.random.default_rng(7)
@@ -190,13 +188,9 @@ def bench_knn(workdir: Path, rows: int, queries: int, keep: Path | None) -> dict
 
 
 def bench_pipeline(workdir: Path, requests: int) -> dict[str, Any]:
-    import redis as redis_lib
-    from recognition.pipeline import Pipeline, PipelineMetrics
-    from recognition.settings import RecognitionSettings
-    from recognition.testbed import recognition_bed
-    from unde_common.db import create_pool
-    from unde_common.metrics import AppMetrics
-    from unde_common.testing import postgres_server, redis_server
+    from unde_testkit.apptests import recognition_pipeline
+    from unde_testkit.recognition_testbed import recognition_bed
+    from unde_testkit.testing import postgres_server, redis_server
 
     os.environ["UNDE_ENV_FILE"] = str(workdir / "empty.env")
     (workdir / "empty.env").write_text("")
@@ -204,22 +198,8 @@ def bench_pipeline(workdir: Path, requests: int) -> dict[str, Any]:
         postgres_server(workdir / "pg2") as pg,
         redis_server(workdir / "redis") as redis_url,
         recognition_bed(pg.dsn, redis_url, workdir / "bed") as bed,
+        recognition_pipeline(bed, app_name="bench") as p,
     ):
-        settings = RecognitionSettings.load(
-            ximilar_gw_url=bed.gateway(),
-            llm_reranker_url=bed.reranker_url,
-            database_url=bed.main_dsn,
-            staging_db_url=bed.staging_dsn,
-            celery_broker_url=bed.redis_url,
-            celery_result_backend=bed.redis_url,
-        )
-        p = Pipeline(
-            settings,
-            main_db=create_pool(bed.main_dsn, app_name="bench", wait=True),
-            staging_db=create_pool(bed.staging_dsn, app_name="bench", wait=True),
-            redis_client=redis_lib.Redis.from_url(bed.redis_url),
-            metrics=PipelineMetrics(AppMetrics("recognition", process_collectors=False)),
-        )
         p.run(bed.photo_url)  # warm-up
         totals: list[float] = []
         steps: dict[str, list[float]] = {}
@@ -234,7 +214,6 @@ def bench_pipeline(workdir: Path, requests: int) -> dict[str, Any]:
                 ).fetchone()
             for step, ms in (timings[0] if timings else {}).items():
                 steps.setdefault(step, []).append(float(ms))
-        p.close()
     return {
         "requests": requests,
         "photo": "800x400, 3 items (exact / similar / style), catalog of 12 SKUs",

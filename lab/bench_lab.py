@@ -20,9 +20,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# as lab/labctl does: the lab package and tools/ (unde_tools)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lab import unde_lab as lab
+from unde_testkit.testmodel import lab_model
+from unde_tools.lab_client import ansible_playbook
+
+from lab.unde_lab.common import REPO, LabError, require, run, say, set_output
+from lab.unde_lab.inventory import Host, load_inventory, select_hosts
+from lab.unde_lab.machines import DEFAULT_PARALLEL, down, exec_argv, up
+from lab.unde_lab.processes import cgroup_pids, host_cgroups, nspawn_pid, process_memory
 
 
 def mem_available_mib() -> float:
@@ -32,12 +40,12 @@ def mem_available_mib() -> float:
     return 0.0
 
 
-def userspace_boot_s(host: lab.Host) -> float | None:
+def userspace_boot_s(host: Host) -> float | None:
     """systemd's own 'Startup finished ... (userspace)' figure for the host, in seconds."""
     props = ["-p", "UserspaceTimestampMonotonic", "-p", "FinishTimestampMonotonic"]
     try:
-        out = lab.run(lab.exec_argv(host, ["systemctl", "show", *props]), timeout=20).stdout
-    except lab.LabError:
+        out = run(exec_argv(host, ["systemctl", "show", *props]), timeout=20).stdout
+    except LabError:
         return None
     vals = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
     start, finish = (
@@ -47,23 +55,20 @@ def userspace_boot_s(host: lab.Host) -> float | None:
     return round((finish - start) / 1e6, 3) if finish > start > 0 else None
 
 
-def host_memory(host: lab.Host) -> dict[str, Any]:
-    pids = lab.cgroup_pids(lab.host_cgroups(host)[0])
-    pss, rss = lab.process_memory(pids)
+def host_memory(host: Host) -> dict[str, Any]:
+    pids = cgroup_pids(host_cgroups(host)[0])
+    pss, rss = process_memory(pids)
     return {"pss_mib": round(pss / 2**20, 1), "rss_mib": round(rss / 2**20, 1), "processes": len(pids)}
 
 
 def converge(timeout: float) -> dict[str, Any]:
-    playbook = lab.REPO / "site.yml"
-    if not playbook.exists():
+    if not (REPO / "site.yml").exists():
         return {"skipped": "no site.yml in the repo root"}
-    cmd = [str(lab.REPO / ".venv/bin/ansible-playbook"), "-i", "inventories/lab", "site.yml"]
-    if (lab.REPO / "inventories/lab/vault-password.txt").exists():  # same as `make lab`
-        cmd[3:3] = ["--vault-id", "lab@inventories/lab/vault-password.txt"]
-    lab.say(f"converging: {' '.join(cmd)}")
+    say(f"the embedder's lab model: {lab_model()}")  # as tools/lab_run.sh: the roles copy it
+    say("converging: ansible-playbook -i inventories/lab site.yml (as `make lab`)")
     t0 = time.monotonic()
     try:
-        cp = subprocess.run(cmd, cwd=lab.REPO, capture_output=True, text=True, timeout=timeout, check=False)
+        cp = ansible_playbook("site.yml", timeout=timeout)
     except subprocess.TimeoutExpired:
         return {
             "seconds": round(time.monotonic() - t0, 1),
@@ -76,14 +81,14 @@ def converge(timeout: float) -> dict[str, Any]:
         else []
     )
     if cp.returncode != 0:
-        lab.say(cp.stdout[-4000:] + cp.stderr[-2000:])
+        say(cp.stdout[-4000:] + cp.stderr[-2000:])
     return {"seconds": round(time.monotonic() - t0, 1), "rc": cp.returncode, "recap": recap}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("hosts", nargs="*", help="hosts to bench (default: every inventory host)")
-    ap.add_argument("--parallel", type=int, default=lab.DEFAULT_PARALLEL, help="hosts booting at once")
+    ap.add_argument("--parallel", type=int, default=DEFAULT_PARALLEL, help="hosts booting at once")
     ap.add_argument("--settle", type=float, default=10.0, help="idle seconds before measuring memory")
     ap.add_argument("--converge", action="store_true", help="also time ansible-playbook site.yml on the lab")
     ap.add_argument("--converge-timeout", type=float, default=3600.0)
@@ -92,22 +97,22 @@ def main() -> int:
     ap.add_argument("--leave", choices=["as-was", "up", "down"], default="as-was",
                     help="lab state afterwards (default: as it was found)")  # fmt: skip
     args = ap.parse_args()
-    lab.set_output(sys.stderr)
+    set_output(sys.stderr)
     try:
-        lab.require("up")
-        inventory = lab.load_inventory()
-        hosts = lab.select_hosts(inventory, args.hosts)
-        was_running = {h.name for h in inventory if lab.nspawn_pid(h) is not None}
+        require("up")
+        inventory = load_inventory()
+        hosts = select_hosts(inventory, args.hosts)
+        was_running = {h.name for h in inventory if nspawn_pid(h) is not None}
         running = [h.name for h in hosts if h.name in was_running]
         if running and args.reboot_running:
-            lab.say(f"powering off {len(running)} running host(s) to measure cold boots")
-            lab.down(running)
+            say(f"powering off {len(running)} running host(s) to measure cold boots")
+            down(running)
             running = []
         elif running:
-            lab.say(f"not rebooting {len(running)} running host(s) (--reboot-running to include them)")
+            say(f"not rebooting {len(running)} running host(s) (--reboot-running to include them)")
         mem_before = mem_available_mib()
-        result = lab.up([h.name for h in hosts], parallel=args.parallel)
-        lab.say(f"letting the lab idle for {args.settle:.0f}s")
+        result = up([h.name for h in hosts], parallel=args.parallel)
+        say(f"letting the lab idle for {args.settle:.0f}s")
         time.sleep(args.settle)
         per_host: dict[str, dict[str, Any]] = {}
         for h in hosts:
@@ -143,10 +148,10 @@ def main() -> int:
             stop = [h.name for h in hosts if args.leave == "down" or h.name not in was_running]
             remaining = (was_running | {h.name for h in hosts}) - set(stop)
             if not remaining:
-                lab.down([])  # nothing else runs: also remove bridges and nft tables
+                down([])  # nothing else runs: also remove bridges and nft tables
             elif stop:
-                lab.down(stop)
-    except lab.LabError as e:
+                down(stop)
+    except LabError as e:
         print(f"bench_lab: error: {e}", file=sys.stderr)
         return 1
     print(json.dumps(report, indent=2))

@@ -1,4 +1,4 @@
-# Dialogue agents (issue 8): persona, mood and context agents.
+# Dialogue agents: persona, mood and context agents.
 
 .PHONY: bench-agents test-agents molecule-agents
 

@@ -1,4 +1,4 @@
-# Backups (issue 5, backup half): pgBackRest role, lab stand-ins, restore/verify/apply_deletions runbooks.
+# Backups (backup half): pgBackRest role, lab stand-ins, restore/verify/apply_deletions runbooks.
 
 .PHONY: test-backups molecule-backups lab-standins
 

@@ -1,4 +1,4 @@
-# Catalog pipeline (issue 6): apify, photo_downloader, ximilar_sync, collage, scraper.
+# Catalog pipeline: apify, photo_downloader, ximilar_sync, collage, scraper.
 
 .PHONY: test-catalog molecule-catalog bench-catalog
 

@@ -1,4 +1,4 @@
-# Recognition pipeline v5.1 (issue 7): recognition, ximilar-gw, llm-reranker, embedder, embed-batch.
+# Recognition pipeline v5.1: recognition, ximilar-gw, llm-reranker, embedder, embed-batch.
 
 .PHONY: bench-recognition test-recognition molecule-recognition
 

@@ -2,7 +2,9 @@
 
 pytest loads this file for each scenario's tests (the rootdir is the repository: its pyproject.toml
 holds the pytest settings), so the scenarios carry no copy of it; a scenario's own
-``tests/conftest.py`` only adds what is its own (shard_ha: bench/failover.py's helpers).
+``tests/conftest.py`` would add only what is its own. Lab clients that are not fixtures are plain
+modules the tests import: ``unde_tools.lab_client`` (ssh by host name, labctl, playbooks) and
+``unde_tools.patroni_drill`` (shard_ha).
 
 The tests reach the lab hosts over ssh with the lab key (the lab inventory's key path is a Jinja
 template, which testinfra's ansible backend does not render). Addresses and groups come from
@@ -26,17 +28,17 @@ from typing import Any
 import pytest
 import testinfra  # type: ignore[import-untyped]
 from testinfra.host import Host  # type: ignore[import-untyped]
+from unde_tools.lab_ssh import SSH_KEY, ssh_options
 from unde_tools.lab_vault import decrypt
 
 REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY") or Path(__file__).resolve().parents[1])
 INVENTORY = REPO / "inventories" / "lab" / "hosts.yml"
-SSH_KEY = REPO / ".lab" / "ssh" / "id_ed25519"
 SCENARIO_HOSTS = os.environ.get("UNDE_SCENARIO_HOSTS", "model-generator,monitoring,local-context").split(",")
-SSH_ARGS = (
-    "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "
-    "-o BatchMode=yes -o IdentitiesOnly=yes -o ConnectTimeout=10 "
-    f"-o ControlMaster=auto -o ControlPersist=60s -o ControlPath={Path(tempfile.gettempdir())}/unde-ti-%C"
-)
+# the lab's options, plus one multiplexed connection per host for the many commands of a test run
+SSH_ARGS = " ".join(
+    [*ssh_options(connect_timeout=10), "-o", "ControlMaster=auto", "-o", "ControlPersist=60s",
+     "-o", f"ControlPath={Path(tempfile.gettempdir())}/unde-ti-%C"]
+)  # fmt: skip
 JOURNAL_LINES = 100
 vault = functools.cache(decrypt)
 sys.modules.setdefault("unde_molecule_lab", sys.modules[__name__])

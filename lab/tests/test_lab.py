@@ -15,37 +15,17 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
+from unde_tools.lab_client import address
+from unde_tools.lab_ssh import ssh_argv
 
 pytestmark = pytest.mark.lab
 
 REPO = Path(__file__).resolve().parents[2]
 LABCTL = REPO / "lab" / "labctl"
-SSH_KEY = REPO / ".lab" / "ssh" / "id_ed25519"
 HEL, HEL2, LOC = "etcd-3", "shard-replica-0", "local-etcd-1"
 LAB_HOSTS = (HEL, HEL2, LOC)  # read by conftest.py to attach console logs to failures
-
-
-def _addresses() -> dict[str, str]:
-    inv = yaml.safe_load((REPO / "inventories/lab/hosts.yml").read_text())
-    found: dict[str, str] = {}
-
-    def walk(group: dict[str, Any]) -> None:
-        for host, hv in (group.get("hosts") or {}).items():
-            if isinstance(hv, dict) and "ansible_host" in hv:
-                found[host] = str(hv["ansible_host"])
-        for child in (group.get("children") or {}).values():
-            if isinstance(child, dict):
-                walk(child)
-
-    walk(inv["all"])
-    return found
-
-
-ADDR = _addresses()
 
 
 def labctl(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -63,7 +43,7 @@ def in_host(host: str, *cmd: str, timeout: float = 30) -> subprocess.CompletedPr
 
 def can_ping(src: str, dst: str) -> bool:
     """True when any of 3 pings from host src to host dst's lab address gets an answer."""
-    cp = in_host(src, "ping", "-n", "-c", "3", "-i", "0.3", "-W", "1", ADDR[dst], timeout=20)
+    cp = in_host(src, "ping", "-n", "-c", "3", "-i", "0.3", "-W", "1", address(dst), timeout=20)
     return cp.returncode == 0
 
 
@@ -74,7 +54,7 @@ def status() -> dict[str, dict[str, object]]:
 
 def ssh_banner(host: str, timeout: float = 3.0) -> bool:
     try:
-        with socket.create_connection((ADDR[host], 22), timeout=timeout) as s:
+        with socket.create_connection((address(host), 22), timeout=timeout) as s:
             s.settimeout(timeout)
             return s.recv(4).startswith(b"SSH-")
     except OSError:
@@ -82,11 +62,10 @@ def ssh_banner(host: str, timeout: float = 3.0) -> bool:
 
 
 def ssh(host: str, *cmd: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    """Plain OpenSSH with the key the lab inventory names (not via labctl)."""
-    argv = ["ssh", "-i", str(SSH_KEY), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-            "-o", "ConnectTimeout=5", f"root@{ADDR[host]}", *cmd]  # fmt: skip
-    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    """Plain OpenSSH with the lab key (not via labctl)."""
+    return subprocess.run(
+        ssh_argv(address(host), cmd), capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -34,6 +34,8 @@ from unde_tools.inventory import REPO, load
 EXAMPLE = REPO / "vault.example.yml"
 LAB_VAULT = REPO / "inventories/lab/secrets.vault.yml"
 LAB_PASSWORD = REPO / "inventories/lab/vault-password.txt"
+# The ansible vault identity of the lab (``--vault-id`` / ANSIBLE_VAULT_IDENTITY_LIST).
+VAULT_ID = f"lab@{LAB_PASSWORD}"
 ANSIBLE_VAULT = REPO / ".venv/bin/ansible-vault"
 
 
@@ -122,8 +124,9 @@ def generate(keep: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 def decrypt() -> dict[str, Any]:
+    """The lab vault's ``vault_*`` variables (decrypted with the committed lab-only password)."""
     out = subprocess.run(
-        [str(ANSIBLE_VAULT), "view", "--vault-id", f"lab@{LAB_PASSWORD}", str(LAB_VAULT)],
+        [str(ANSIBLE_VAULT), "view", "--vault-id", VAULT_ID, str(LAB_VAULT)],
         capture_output=True,
         text=True,
         check=True,
@@ -162,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(fh.name)
     try:
         subprocess.run(
-            [str(ANSIBLE_VAULT), "encrypt", "--vault-id", f"lab@{LAB_PASSWORD}", str(tmp)],
+            [str(ANSIBLE_VAULT), "encrypt", "--vault-id", VAULT_ID, str(tmp)],
             check=True,
             capture_output=True,
         )

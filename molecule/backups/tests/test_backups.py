@@ -15,16 +15,16 @@ What is proved, with the real firewall of the base roles in place:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from unde_tools import lab_client
 
 REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY") or Path(__file__).resolve().parents[3])
 DB_HOSTS = ("staging-db", "production-db")
@@ -34,29 +34,7 @@ SCHEDULE = yaml.safe_load((REPO / "group_vars/all/schedule.yml").read_text())
 PROM = "/var/lib/prometheus/node-exporter/unde_backup.prom"
 
 
-def ansible_playbook(playbook: str, *args: str) -> subprocess.CompletedProcess[str]:
-    exe = Path(sys.executable).parent / "ansible-playbook"
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_VAULT_IDENTITY_LIST": f"lab@{REPO / 'inventories' / 'lab' / 'vault-password.txt'}",
-        "ANSIBLE_FORCE_COLOR": "0",
-    }
-    return subprocess.run(
-        [
-            str(exe) if exe.exists() else "ansible-playbook",
-            "-i",
-            str(REPO / "inventories" / "lab"),
-            playbook,
-            *args,
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+ansible_playbook = functools.partial(lab_client.ansible_playbook, timeout=900)
 
 
 def pgbackrest_info(lab: Any, host: str) -> list[dict[str, Any]]:

@@ -65,20 +65,18 @@ def _expand(field: str, values: range) -> list[int]:
 
 
 def spec_schedule(app: str) -> dict[str, dict[str, Any]]:
-    """Spec 01 §18 for one app, from group_vars/all/schedule.yml (the one shared table)."""
-    table = yaml.safe_load((REPO / "group_vars" / "all" / "schedule.yml").read_text())["unde_schedule"]
+    """Spec 01 §18 for one app, from its schedule.py (the schedule's one owner, apps/README.md)."""
+    import importlib
+
     dow = {"sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6}
     out = {}
-    for name, row in table.items():
-        if row["app"] != app:
-            continue
-        entry = task = row.get("task", name)  # collage_cleanup_temp_files → the app's cleanup_temp_files
-        day = row["day_of_week"]
-        out[entry] = {
-            "task": f"{app}.{task}",
-            "queue": app,
-            "minute": _expand(row["minute"], range(60)),
-            "hour": _expand(row["hour"], range(24)),
+    for row in importlib.import_module(f"{app}.schedule").SCHEDULE:
+        day = row.day_of_week
+        out[row.name] = {
+            "task": row.task,
+            "queue": row.queue or app,
+            "minute": _expand(row.minute, range(60)),
+            "hour": _expand(row.hour, range(24)),
             "day_of_week": [dow[day]] if day in dow else _expand(day, range(7)),
             "day_of_month": list(range(1, 32)),
             "month_of_year": list(range(1, 13)),

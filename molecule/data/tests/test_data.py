@@ -23,17 +23,18 @@ roles/postgresql/tests/test_postgresql_role.py (the lab's containers cannot rese
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from testinfra.host import Host  # type: ignore[import-untyped]
+from unde_tools import lab_client
 
 pytestmark = pytest.mark.lab
 
@@ -304,29 +305,9 @@ def probe(src: Host, address: str, *ports: int) -> list[str]:
     return str(res.stdout).split()
 
 
-def ansible_playbook(playbook: str, *args: str) -> subprocess.CompletedProcess[str]:
-    exe = Path(sys.executable).parent / "ansible-playbook"
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_VAULT_IDENTITY_LIST": f"lab@{REPO / 'inventories' / 'lab' / 'vault-password.txt'}",
-        "ANSIBLE_GATHERING": "implicit",
-        "ANSIBLE_FORCE_COLOR": "0",
-    }
-    return subprocess.run(
-        [
-            str(exe) if exe.exists() else "ansible-playbook",
-            "-i",
-            str(REPO / "inventories" / "lab"),
-            playbook,
-            *args,
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+ansible_playbook = functools.partial(
+    lab_client.ansible_playbook, timeout=600, env={"ANSIBLE_GATHERING": "implicit"}
+)
 
 
 # -------------------------------------------------------------------------------------- units

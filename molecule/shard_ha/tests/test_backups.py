@@ -1,4 +1,4 @@
-"""Shard backups in the shard_ha scenario (issue 5): WAL archive + base backup to the Object
+"""Shard backups in the shard_ha scenario: WAL archive + base backup to the Object
 Storage stand-in, the NVMe snapshot, metrics, restore from each source (snapshot, replica, PITR)
 and apply_deletions after each restore: no deleted message stays readable.
 
@@ -12,57 +12,23 @@ Tests run in file order: each restore leaves the shard healthy for the next.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+from unde_tools import lab_client
+from unde_tools.patroni_drill import PRIMARY, REPLICA, move_leader, wait_leader
 
-REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY") or Path(__file__).resolve().parents[3])
-MEMBERS = ("local-shard-0", "shard-replica-0")
+MEMBERS = (PRIMARY, REPLICA)
 STANZA = "shard-0"
 PROM = "/var/lib/prometheus/node-exporter/unde_backup.prom"
-
-
-def ansible_playbook(playbook: str, *args: str) -> subprocess.CompletedProcess[str]:
-    exe = Path(sys.executable).parent / "ansible-playbook"
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_VAULT_IDENTITY_LIST": f"lab@{REPO / 'inventories' / 'lab' / 'vault-password.txt'}",
-        "ANSIBLE_FORCE_COLOR": "0",
-    }
-    argv = [
-        str(exe) if exe.exists() else "ansible-playbook",
-        "-i",
-        str(REPO / "inventories" / "lab"),
-        playbook,
-    ]
-    return subprocess.run(
-        [*argv, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=1200, check=False
-    )
-
-
-def members(lab: Any) -> list[dict[str, Any]]:
-    out = lab.host(MEMBERS[0]).check_output("patronictl -c /etc/patroni/config.yml list -f json")
-    rows: list[dict[str, Any]] = json.loads(out)
-    return rows
-
-
-def leader(lab: Any) -> str:
-    for _ in range(60):
-        found = [m["Member"] for m in members(lab) if m["Role"] == "Leader" and m["State"] == "running"]
-        if found:
-            return str(found[0])
-        time.sleep(2)
-    pytest.fail(f"no running leader: {members(lab)}")
+# restores take minutes: pgBackRest, a rebuilt member catching up
+ansible_playbook = functools.partial(lab_client.ansible_playbook, timeout=1200)
 
 
 def sql(lab: Any, host: str, query: str, db: str = "unde_shard") -> str:
@@ -137,7 +103,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.journal("unde-backup-base", "unde-backup-snapshot", "patroni")
 def test_base_backup_and_snapshot_on_the_leader_only(lab: Any) -> None:
-    primary = leader(lab)
+    primary = wait_leader()
     replica = next(m for m in MEMBERS if m != primary)
     for unit in ("unde-backup-base", "unde-backup-snapshot"):
         lab.host(primary).check_output("systemctl start %s.service", unit)
@@ -168,14 +134,14 @@ def test_backup_and_replication_metrics(lab: Any) -> None:
         age = re.search(r'^basebackup_last_age_hours\{stanza="shard-0"\} (\S+)$', text, re.M)
         assert age is not None and float(age.group(1)) < 1.0, text
         # the snapshot lives on the NVMe of the member that led when it was taken
-        role = "primary" if host == leader(lab) else "replica"
+        role = "primary" if host == wait_leader() else "replica"
         snap = re.search(rf'^local_snapshot_age_hours\{{role="{role}",stanza="shard-0"\}} (\S+)$', text, re.M)
         assert snap is not None, text
         if role == "primary":
             assert float(snap.group(1)) < 1.0, text
         assert re.search(r"^replica_up\{[^}]*\} 1\.0$", text, re.M), text
         assert re.search(r"^replication_lag_seconds\{[^}]*\} \S+$", text, re.M), text
-    primary = leader(lab)
+    primary = wait_leader()
     assert "replication_slot_wal_bytes{" in lab.host(primary).check_output("cat %s", PROM)
 
 
@@ -191,7 +157,7 @@ def test_restore_refuses_without_confirmation_or_on_the_leader(lab: Any) -> None
         "restore_source=snapshot",
     )
     assert res.returncode != 0 and "restore_confirm" in res.stdout
-    primary = leader(lab)
+    primary = wait_leader()
     res = ansible_playbook(
         "playbooks/runbooks/restore_shard.yml",
         "-e",
@@ -202,22 +168,13 @@ def test_restore_refuses_without_confirmation_or_on_the_leader(lab: Any) -> None
         f"restore_confirm={primary}",
     )
     assert res.returncode != 0 and "Switch over first" in res.stdout
-    assert leader(lab) == primary
-
-
-def switch_leader(ha: ModuleType, to: str) -> None:
-    """switchover.yml towards ``to`` once it has streamed for the runbook's healthy period."""
-    ha.wait(f"{to} streams", lambda: ha.streaming(ha.cluster(), to), 240, 1)
-    time.sleep(ha.SWITCH_MIN_HEALTHY_S + 1)
-    sw = ha.switchover(to, ha.SWITCH_MIN_HEALTHY_S)
-    assert sw.returncode == 0, sw.stdout[-4000:] + sw.stderr[-2000:]
-    ha.wait(f"{to} leads with the other member streaming", lambda: ha.healthy(ha.cluster(), to), 120, 1)
+    assert wait_leader() == primary
 
 
 @pytest.mark.journal("patroni")
 @pytest.mark.parametrize("source", ["snapshot", "replica"])
-def test_rebuild_a_member_then_apply_deletions(lab: Any, ha: ModuleType, registry: Path, source: str) -> None:
-    primary = leader(lab)
+def test_rebuild_a_member_then_apply_deletions(lab: Any, registry: Path, source: str) -> None:
+    primary = wait_leader()
     other = next(m for m in MEMBERS if m != primary)
     conv, ids = write_conversation(lab, primary)
     if source == "snapshot":
@@ -225,7 +182,7 @@ def test_rebuild_a_member_then_apply_deletions(lab: Any, ha: ModuleType, registr
         # led when it was taken, so that member is the one rebuilt: hand the lead to the other first.
         lab.host(primary).check_output("systemctl start unde-backup-snapshot.service")
         hard_delete(lab, primary, conv, ids[0], registry)
-        switch_leader(ha, other)
+        move_leader(other)
         target, lead = primary, other
     else:
         hard_delete(lab, primary, conv, ids[0], registry)
@@ -248,13 +205,13 @@ def test_rebuild_a_member_then_apply_deletions(lab: Any, ha: ModuleType, registr
     assert ids[0] not in readable(lab, lead, conv, ids)
     counts = apply_deletions(registry)  # second run: nothing left to do
     assert counts["erased_now"] == 0 and counts["still_readable"] == 0
-    if leader(lab) != MEMBERS[0]:
-        switch_leader(ha, MEMBERS[0])  # the preferred primary leads again for the next tests
+    if wait_leader() != MEMBERS[0]:
+        move_leader(MEMBERS[0])  # the preferred primary leads again for the next tests
 
 
 @pytest.mark.journal("patroni")
 def test_point_in_time_recovery_then_apply_deletions(lab: Any, registry: Path) -> None:
-    primary = leader(lab)
+    primary = wait_leader()
     conv, ids = write_conversation(lab, primary)
     lab.host(primary).check_output("systemctl start unde-backup-base.service")
     sql(lab, primary, "SELECT pg_switch_wal()")
@@ -289,7 +246,7 @@ def test_point_in_time_recovery_then_apply_deletions(lab: Any, registry: Path) -
         f"apply_deletions_registry_file={registry}",
     )
     assert res.returncode == 0, res.stdout[-6000:] + res.stderr[-2000:]
-    new_leader = leader(lab)
+    new_leader = wait_leader()
     assert new_leader == primary
     # the database is as it was at the target: the late row is gone ...
     assert sql(lab, primary, f"SELECT count(*) FROM messages WHERE id = '{late}'") == "0"

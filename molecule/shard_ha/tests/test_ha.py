@@ -1,4 +1,4 @@
-"""Shard high availability on lab hosts: etcd + Patroni + routing cache (issue 5).
+"""Shard high availability on lab hosts: etcd + Patroni + routing cache.
 
 Converged by converge.yml (the playbooks base, redis, etcd, shards). What is proved:
 
@@ -7,7 +7,7 @@ Converged by converge.yml (the playbooks base, redis, etcd, shards). What is pro
 * Patroni: local-shard-0 leads (preferred primary), shard-replica-0 streams with lag 0 through its
   replication slot, synchronous_commit = local, the REST API refuses unsafe calls without the password;
 * routing: the cache on local-redis names the leader; a deleted entry is restored by the timer;
-* automatic failover under write load (bench/failover.py, the code of `make bench-failover`): the
+* automatic failover under write load (unde_tools.patroni_drill, the code of `make bench-failover`): the
   primary is killed, the replica is promoted (higher timeline), the routing cache names it, writes
   resume there, every acknowledged row missing on the new primary was acknowledged by the old one,
   the old primary rejoins as a streaming replica (pg_rewind), and the switchover runbook moves the
@@ -20,15 +20,15 @@ Timings are reported by `make bench-failover`, never asserted here.
 
 from __future__ import annotations
 
-import time
-from types import ModuleType
 from typing import Any
 
 import pytest
+from unde_tools import patroni_drill as drill
+from unde_tools.lab_client import address, labctl, ssh, wait
+from unde_tools.patroni_drill import PRIMARY, REPLICA
 
 pytestmark = pytest.mark.lab
 
-PRIMARY, REPLICA = "local-shard-0", "shard-replica-0"
 LOCAL_SITE = ["local-shard-0", "local-etcd-1", "local-redis", "local-app"]
 ETCDCTL = (
     "ETCDCTL_API=3 etcdctl --endpoints https://127.0.0.1:2379 --cacert /etc/etcd/ssl/ca.crt "
@@ -37,11 +37,11 @@ ETCDCTL = (
 
 
 @pytest.mark.journal("etcd")
-def test_etcd_three_members_tls_and_auth(ha: ModuleType, secrets: dict[str, Any]) -> None:
-    res = ha.ssh("etcd-3", f"{ETCDCTL} endpoint health --cluster -w json")
+def test_etcd_three_members_tls_and_auth(secrets: dict[str, Any]) -> None:
+    res = ssh("etcd-3", f"{ETCDCTL} endpoint health --cluster -w json")
     assert res.returncode == 0, res.stderr
     assert res.stdout.count('"health":true') == 3, res.stdout
-    plain = ha.ssh("etcd-3", "ETCDCTL_API=3 etcdctl --endpoints https://127.0.0.1:2379 "
+    plain = ssh("etcd-3", "ETCDCTL_API=3 etcdctl --endpoints https://127.0.0.1:2379 "
                    "--cacert /etc/etcd/ssl/ca.crt --command-timeout=3s get /x")  # fmt: skip
     assert plain.returncode != 0
     # patroni: password login (as Patroni does), read/write under /service/ only
@@ -50,19 +50,17 @@ def test_etcd_three_members_tls_and_auth(ha: ModuleType, secrets: dict[str, Any]
         "ETCDCTL_API=3 etcdctl --endpoints https://127.0.0.1:2379 --cacert /etc/etcd/ssl/ca.crt "
         '--cert /etc/patroni/ssl/patroni.crt --key /etc/patroni/ssl/patroni.key --user "$(cat)"'
     )
-    inside = ha.ssh(REPLICA, f"{base} get --prefix --keys-only /service/unde-shard-0/leader", stdin=user)
+    inside = ssh(REPLICA, f"{base} get --prefix --keys-only /service/unde-shard-0/leader", stdin=user)
     assert inside.returncode == 0, inside.stderr
     assert "/service/unde-shard-0/leader" in inside.stdout
-    outside = ha.ssh(REPLICA, f"{base} put /elsewhere x", stdin=user)
+    outside = ssh(REPLICA, f"{base} put /elsewhere x", stdin=user)
     assert outside.returncode != 0
     assert "permission denied" in outside.stderr
 
 
 @pytest.mark.parametrize(("host", "unit"), [("etcd-3", "etcd"), (PRIMARY, "patroni"), (REPLICA, "patroni")])
-def test_units_are_hardened(ha: ModuleType, host: str, unit: str) -> None:
-    res = ha.ssh(
-        host, f"systemctl show {unit} -p ProtectSystem -p NoNewPrivileges -p PrivateTmp -p MemoryMax"
-    )
+def test_units_are_hardened(host: str, unit: str) -> None:
+    res = ssh(host, f"systemctl show {unit} -p ProtectSystem -p NoNewPrivileges -p PrivateTmp -p MemoryMax")
     props = dict(line.split("=", 1) for line in res.stdout.split())
     assert props["ProtectSystem"] == "strict"
     assert props["NoNewPrivileges"] == "yes"
@@ -71,55 +69,56 @@ def test_units_are_hardened(ha: ModuleType, host: str, unit: str) -> None:
 
 
 @pytest.mark.journal("patroni")
-def test_preferred_primary_leads_and_replica_streams_through_its_slot(ha: ModuleType) -> None:
-    members = ha.cluster()
-    assert ha.healthy(members, PRIMARY), members
+def test_preferred_primary_leads_and_replica_streams_through_its_slot() -> None:
+    members = drill.cluster()
+    assert drill.healthy(members, PRIMARY), members
     sql = (
         "SELECT current_setting('synchronous_commit'), "
         "(SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'shard_replica_0' AND active), "
         "(SELECT count(*) FROM pg_stat_replication"
         " WHERE application_name = 'shard-replica-0' AND state = 'streaming')"
     )
-    res = ha.ssh(PRIMARY, f'su postgres -c "psql -XAtF, -c \\"{sql}\\""')
+    res = ssh(PRIMARY, f'su postgres -c "psql -XAtF, -c \\"{sql}\\""')
     assert res.stdout.strip() == "local,1,1", res.stdout + res.stderr
 
 
-def test_rest_api_refuses_unsafe_calls_without_the_password(ha: ModuleType) -> None:
+def test_rest_api_refuses_unsafe_calls_without_the_password() -> None:
     probe = (
         'python3 -c "import urllib.request, urllib.error\n'
         "try:\n urllib.request.urlopen(\n"
         "  urllib.request.Request('http://198.19.0.10:8008/restart', method='POST'))\n"
         'except urllib.error.HTTPError as e:\n print(e.code)"'
     )
-    res = ha.ssh(REPLICA, probe)
+    res = ssh(REPLICA, probe)
     assert res.stdout.strip() == "401", res.stdout + res.stderr
 
 
 @pytest.mark.journal("patroni-routing")
-def test_routing_cache_names_the_leader_and_the_timer_restores_it(
-    ha: ModuleType, secrets: dict[str, Any]
-) -> None:
-    entry = ha.routing(secrets)
-    assert entry["host"] == ha.ADDR[PRIMARY], entry
+def test_routing_cache_names_the_leader_and_the_timer_restores_it(secrets: dict[str, Any]) -> None:
+    entry = drill.routing(secrets)
+    assert entry["host"] == address(PRIMARY), entry
     assert entry["member"] == PRIMARY
-    deleted = ha.ssh(
-        ha.REDIS,
-        "read -r REDISCLI_AUTH; export REDISCLI_AUTH; redis-cli -n 12 del shard:0",
+    deleted = ssh(
+        drill.REDIS,
+        "read -r REDISCLI_AUTH; export REDISCLI_AUTH; "
+        f"redis-cli -n {drill.ROUTING_DB} del {drill.ROUTING_KEY}",
         stdin=str(secrets["vault_redis_hot_password"]) + "\n",
     )
     # the entry was there and is gone now (the 5 s timer may already have put it back: no read here)
     assert deleted.stdout.strip() == "1", deleted.stdout + deleted.stderr
-    ha.wait(
-        "routing entry restored by the timer", lambda: ha.routing(secrets).get("host") == ha.ADDR[PRIMARY], 30
+    wait(
+        "routing entry restored by the timer",
+        lambda: drill.routing(secrets).get("host") == address(PRIMARY),
+        30,
     )
 
 
 @pytest.mark.journal("patroni")
-def test_automatic_failover_under_write_load_then_rejoin_and_failback(ha: ModuleType) -> None:
-    result = ha.failover(rate=120, warmup_s=5, after_s=35, switch_back=True)
+def test_automatic_failover_under_write_load_then_rejoin_and_failback() -> None:
+    result = drill.failover(rate=120, warmup_s=5, after_s=35, switch_back=True)
     assert result["leader_after"] == REPLICA
     assert result["timeline_after"] > result["timeline_before"]
-    assert result["routing_after"]["host"] == ha.ADDR[REPLICA]
+    assert result["routing_after"]["host"] == address(REPLICA)
     assert result["acked_by_old_primary"] > 0
     assert result["acked_by_new_primary"] > 0, result  # writes resumed on the promoted replica
     assert result["rto_s"] is not None
@@ -130,40 +129,33 @@ def test_automatic_failover_under_write_load_then_rejoin_and_failback(ha: Module
     # the old primary came back as a replica (pg_rewind) and the runbook moved the leader back
     assert "rejoin_s" in result
     assert "switchback_s" in result
-    assert ha.healthy(ha.cluster(), PRIMARY)
+    assert drill.healthy(drill.cluster(), PRIMARY)
 
 
-def _local_role(ha: ModuleType) -> str:
+def _local_role() -> str:
     """What the local shard's PostgreSQL is, asked on the host itself (no cross-site traffic)."""
-    res = ha.labctl("exec", PRIMARY, "--", "su", "postgres", "-c", "psql -XAtc 'SELECT pg_is_in_recovery()'")
+    res = labctl("exec", PRIMARY, "--", "su", "postgres", "-c", "psql -XAtc 'SELECT pg_is_in_recovery()'")
     return {"t": "read-only", "f": "primary"}.get(res.stdout.strip(), "down")
 
 
 @pytest.mark.journal("patroni")
-def test_partition_of_the_local_site_demotes_the_local_primary(
-    ha: ModuleType, secrets: dict[str, Any]
-) -> None:
-    assert ha.healthy(ha.cluster(), PRIMARY)
-    tl_before = ha.timeline(ha.cluster())
+def test_partition_of_the_local_site_demotes_the_local_primary(secrets: dict[str, Any]) -> None:
+    assert drill.healthy(drill.cluster(), PRIMARY)
+    tl_before = drill.timeline(drill.cluster())
     try:
         for host in LOCAL_SITE:
-            res = ha.labctl("fault", host, "partition")
+            res = labctl("fault", host, "partition")
             assert res.returncode == 0, res.stdout + res.stderr
         # Helsinki has the etcd quorum (etcd-2 on shard-replica-0, etcd-3): the replica is promoted ...
-        ha.wait("Helsinki promotes the replica", lambda: ha.leader(ha.cluster()) == REPLICA, 90, 1)
+        wait("Helsinki promotes the replica", lambda: drill.leader(drill.cluster()) == REPLICA, 90, 1)
         # ... and the local primary, without quorum, cannot keep its leader key: it goes read-only.
-        ha.wait("the local primary demotes itself", lambda: _local_role(ha) != "primary", 90, 1)
-        assert _local_role(ha) in ("read-only", "down")
+        wait("the local primary demotes itself", lambda: _local_role() != "primary", 90, 1)
+        assert _local_role() in ("read-only", "down")
     finally:
         for host in LOCAL_SITE:
-            ha.labctl("fault", host, "heal")
-    ha.wait("the old primary follows the new one", lambda: ha.streaming(ha.cluster(), PRIMARY), 240, 2)
-    assert ha.timeline(ha.cluster()) > tl_before
+            labctl("fault", host, "heal")
+    drill.wait_streaming(PRIMARY, 240, 2)  # the old primary follows the new one
+    assert drill.timeline(drill.cluster()) > tl_before
     # the timer publishes the Helsinki leader once local-redis is reachable again
-    ha.wait("routing names the replica", lambda: ha.routing(secrets).get("host") == ha.ADDR[REPLICA], 60, 1)
-    time.sleep(
-        ha.SWITCH_MIN_HEALTHY_S + 1
-    )  # the runbook refuses a candidate that only just started streaming
-    sw = ha.switchover(PRIMARY, ha.SWITCH_MIN_HEALTHY_S)
-    assert sw.returncode == 0, sw.stdout[-3000:]
-    ha.wait("preferred primary leads again", lambda: ha.healthy(ha.cluster(), PRIMARY), 120, 1)
+    wait("routing names the replica", lambda: drill.routing(secrets).get("host") == address(REPLICA), 60, 1)
+    drill.move_leader(PRIMARY)  # the preferred primary leads again
