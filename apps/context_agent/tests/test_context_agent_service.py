@@ -1,13 +1,16 @@
-"""POST /context with a WeatherAPI simulator on loopback (faults: 5xx, 429, slow, malformed), a
-real Redis and the production schema (unde_main ``events``) in a real PostgreSQL."""
+"""POST /context with a WeatherAPI simulator on loopback (strict like the real API; faults:
+quota, disabled key, internal error, 502, slow, malformed), a real Redis and the production schema
+(unde_main ``events``) in a real PostgreSQL; the WeatherAPI contract fixtures."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -15,6 +18,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from psycopg.types.json import Jsonb
+from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -25,7 +29,7 @@ from context_agent.geo import directory
 from context_agent.settings import ContextAgentSettings
 from context_agent.sun import sunset_utc
 from context_agent.time_context import closes_in_hours, part_of_day
-from context_agent.weather_client import parse_forecast
+from context_agent.weather_client import WeatherApiError, WeatherClient, parse_forecast
 from unde_testkit.testing import LoopbackServer, free_port
 
 DHM = {"lat": 25.1026, "lng": 55.2435, "mall_id": "dubai-hills-mall"}
@@ -47,26 +51,90 @@ FORECAST = {
 }
 
 
+#: WeatherAPI error answers, as documented at https://www.weatherapi.com/docs/error-codes/
+WEATHER_ERRORS = {
+    1002: (401, "API key not provided."),
+    1003: (400, "Parameter 'q' not provided."),
+    1005: (400, "API request url is invalid"),
+    1006: (400, "No location found matching parameter 'q'"),
+    2006: (401, "API key provided is invalid"),
+    2007: (403, "API key has exceeded calls per month quota."),
+    2008: (403, "API key has been disabled."),
+    9999: (400, "Internal application error."),
+}
+WEATHER_KEY = "wk-123"
+
+
+def weather_error(code: int) -> JSONResponse:
+    status, message = WEATHER_ERRORS[code]
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
 class WeatherSimulator:
+    """WeatherAPI's ``/v1/forecast.json`` on loopback, strict like the real one: a missing or
+    unknown key, a missing ``q``, a ``q`` that is not "lat,lng" and any other path get the
+    documented 4xx error body. Modes: ok | quota_exceeded (403 2007) | key_disabled (403 2008) |
+    internal_error (400 9999) | bad_gateway (a front end's 502 HTML page) | malformed | slow |
+    fixture (answer ``fixture_response``). ``requests`` records what each call sent."""
+
     def __init__(self) -> None:
         self.mode = "ok"
         self.hits = 0
         self.last_query: dict[str, str] = {}
-        self.app = Starlette(routes=[Route("/v1/forecast.json", self.forecast)])
+        self.requests: list[dict[str, Any]] = []
+        self.fixture_response: dict[str, Any] = {}
+        self.app = Starlette(
+            routes=[
+                Route("/v1/forecast.json", self.forecast),
+                Route("/{path:path}", self.unknown, methods=["GET", "POST"]),
+            ]
+        )
+
+    async def unknown(self, request: Request) -> Response:
+        return weather_error(1005)
 
     async def forecast(self, request: Request) -> Response:
         self.hits += 1
         self.last_query = dict(request.query_params)
-        if self.mode == "error500":
-            return JSONResponse(
-                {"error": {"code": 9999, "message": "Internal application error."}}, status_code=500
+        body = await request.body()
+        self.requests.append(
+            {
+                "method": request.method,
+                "path": request.url.path,
+                "query": dict(request.query_params),
+                "headers": dict(request.headers),
+                "json": json.loads(body) if body else None,
+            }
+        )
+        query = request.query_params
+        if "key" not in query:
+            return weather_error(1002)
+        if query["key"] != WEATHER_KEY:
+            return weather_error(2006)
+        if not query.get("q"):
+            return weather_error(1003)
+        try:
+            lat, lng = (float(part) for part in query["q"].split(","))
+        except ValueError:
+            return weather_error(1006)
+        if not (-90 <= lat <= 90 and -180 <= lng <= 180):
+            return weather_error(1006)
+        if self.mode == "quota_exceeded":
+            return weather_error(2007)
+        if self.mode == "key_disabled":
+            return weather_error(2008)
+        if self.mode == "internal_error":
+            return weather_error(9999)
+        if self.mode == "bad_gateway":
+            return Response(
+                b"<html><body>502 Bad Gateway</body></html>", status_code=502, media_type="text/html"
             )
-        if self.mode == "rate_limited":
-            return JSONResponse({"error": {"code": 2007}}, status_code=429, headers={"Retry-After": "60"})
         if self.mode == "malformed":
             return Response(b'{"current": {"temp_c": ', media_type="application/json")
         if self.mode == "slow":
             await asyncio.sleep(0.6)
+        if self.mode == "fixture":
+            return JSONResponse(self.fixture_response["json"], status_code=self.fixture_response["status"])
         return JSONResponse(FORECAST)
 
 
@@ -144,7 +212,7 @@ def events_db(main_dsn: str) -> str:
 
 def make_client(weather_url: str, dsn: str, redis_url: str, **extra: Any) -> TestClient:
     values: dict[str, Any] = {
-        "weather_api_key": "wk-123",
+        "weather_api_key": WEATHER_KEY,
         "weather_api_url": weather_url,
         "production_db_url": dsn,
         "redis_url": redis_url.rsplit("/", 1)[0] + f"/{extra.pop('redis_db', 15)}",
@@ -277,7 +345,9 @@ def test_outside_any_mall(client: TestClient) -> None:
     assert frame["cultural"]["active_period"] is None
 
 
-@pytest.mark.parametrize("fault", ["error500", "rate_limited", "malformed"])
+@pytest.mark.parametrize(
+    "fault", ["quota_exceeded", "key_disabled", "internal_error", "bad_gateway", "malformed"]
+)
 def test_weather_provider_down_frame_still_returned(
     weather: tuple[WeatherSimulator, str], events_db: str, redis_url: str, fault: str
 ) -> None:
@@ -298,9 +368,10 @@ def test_stale_weather_served_when_provider_fails(
     with make_client(weather[1], events_db, redis_url, redis_db=4, weather_cache_ttl=0) as c:
         body = {"user_id": str(uuid.uuid4()), "lat": 25.08, "lng": 55.14}
         assert c.post("/context", json=body).json()["data_status"]["weather"] == "fresh"
-        weather[0].mode = "error500"
+        weather[0].mode = "quota_exceeded"
         frame = c.post("/context", json=body).json()
     assert frame["data_status"]["weather"] == "stale" and frame["environment"]["weather"]["temp_c"] == 28
+    assert "monthly call quota exceeded (error 2007" in frame["data_errors"]["weather"]
 
 
 def test_slow_weather_does_not_block_and_fills_the_cache(
@@ -394,3 +465,82 @@ def test_time_rules_and_parsing() -> None:
     with pytest.raises(ValueError, match="weatherapi"):
         parse_forecast({"current": {"temp_c": 1}})
     assert parse_forecast({**FORECAST, "forecast": {}})["sunset"] is None
+
+
+# ----------------------------------------------------------------------------- WeatherAPI contract
+
+CONTRACTS = json.loads((Path(__file__).parent / "contracts" / "weatherapi_forecast.json").read_text())
+#: what httpx itself sends with every request; anything beyond it must be in the fixture
+HTTPX_HEADERS = {"host", "accept", "accept-encoding", "connection", "user-agent"}
+
+
+@pytest.mark.parametrize("contract", CONTRACTS, ids=[c["name"] for c in CONTRACTS])
+def test_weatherapi_contract(weather: tuple[WeatherSimulator, str], contract: dict[str, Any]) -> None:
+    sim, url = weather
+    sim.mode, sim.fixture_response = "fixture", contract["response"]
+    before = len(sim.requests)
+
+    async def call() -> dict[str, Any]:
+        client = WeatherClient(url, SecretStr(WEATHER_KEY), timeout_s=2)
+        try:
+            return await client.current(25.1968, 55.2744)
+        finally:
+            await client.aclose()
+
+    if "error" in contract:
+        with pytest.raises(WeatherApiError) as info:
+            asyncio.run(call())
+        assert (info.value.code, str(info.value)) == (contract["error"]["code"], contract["error"]["message"])
+        assert info.value.status == contract["response"]["status"]
+    else:
+        assert asyncio.run(call()) == contract["parsed"]
+    sent = sim.requests[before:]
+    assert len(sent) == 1  # a documented 4xx is never retried
+    expected = contract["request"]
+    assert {k: sent[0][k] for k in ("method", "path", "query", "json")} == {
+        k: expected[k] for k in ("method", "path", "query", "json")
+    }
+    extra = {k: v for k, v in sent[0]["headers"].items() if k not in HTTPX_HEADERS}
+    assert extra == expected["headers"]
+
+
+def test_weatherapi_quota_pauses_calls_without_retrying(weather: tuple[WeatherSimulator, str]) -> None:
+    sim, url = weather
+    sim.mode = "quota_exceeded"
+
+    async def main() -> None:
+        client = WeatherClient(url, SecretStr(WEATHER_KEY), timeout_s=2, key_pause_s=60)
+        try:
+            hits = sim.hits
+            with pytest.raises(WeatherApiError) as info:
+                await client.current(25.2, 55.28)
+            assert info.value.code == 2007 and info.value.status == 403 and sim.hits == hits + 1
+            with pytest.raises(WeatherApiError, match=r"monthly call quota exceeded .* calls paused for"):
+                await client.current(25.3, 55.3)
+            assert sim.hits == hits + 1  # paused: nothing sent
+        finally:
+            await client.aclose()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("key", "base", "code", "status"),
+    [("wrong", "/v1", 2006, 401), (WEATHER_KEY, "/v2", 1005, 400)],
+)
+def test_weatherapi_simulator_rejects_what_the_api_rejects(
+    weather: tuple[WeatherSimulator, str], key: str, base: str, code: int, status: int
+) -> None:
+    sim, url = weather
+    sim.mode = "ok"
+
+    async def main() -> None:
+        client = WeatherClient(url.removesuffix("/v1") + base, SecretStr(key), timeout_s=2)
+        try:
+            with pytest.raises(WeatherApiError) as info:
+                await client.current(25.2, 55.28)
+            assert (info.value.code, info.value.status) == (code, status)
+        finally:
+            await client.aclose()
+
+    asyncio.run(main())

@@ -53,9 +53,9 @@ def faults(fault_server: tuple[LoopbackServer, ProviderSimulator]) -> ProviderSi
 def test_5xx_then_success(cfg: ProviderConfig, faults: ProviderSimulator) -> None:
     k = key()
     with ProviderClient(cfg) as client:
-        assert client.post_json(f"/fail-then-ok/{k}", params={"fails": 2, "status": 502}, json={}) == {
-            "attempt": 3
-        }
+        assert client.post_json(
+            f"/fail-then-ok/{k}", params={"fails": 2, "status": 502}, json={}, idempotent=True
+        ) == {"attempt": 3}
     assert faults.hits[k] == 3
 
 
@@ -108,7 +108,7 @@ def test_read_timeout_is_retried_then_reported(cfg: ProviderConfig, faults: Prov
 def test_connect_error_is_retried_then_reported() -> None:
     cfg = ProviderConfig(name="gemini", base_url=f"http://127.0.0.1:{free_port()}", retry=FAST)
     with ProviderClient(cfg) as client, pytest.raises(ProviderError) as info:
-        client.post_json("/v1beta/models/x:generateContent", json={})
+        client.post_json("/v1beta/models/x:countTokens", json={}, idempotent=True)
     assert info.value.attempts == 3 and "ConnectError" in info.value.reason
     assert str(info.value).startswith("gemini: POST http://127.0.0.1:")
 

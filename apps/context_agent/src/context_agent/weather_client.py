@@ -1,17 +1,50 @@
-"""WeatherAPI.com client (``GET {WEATHER_API_URL}/forecast.json?key=…&q=lat,lng&days=1``):
-current temperature, feels-like, humidity, condition and today's sunset."""
+"""WeatherAPI.com client (``GET {WEATHER_API_URL}/forecast.json?key=…&q=lat,lng&days=1&aqi=no&alerts=no``,
+https://www.weatherapi.com/docs/ "Forecast API"): current temperature, feels-like, humidity,
+condition and today's sunset.
+
+Errors come as ``{"error": {"code": N, "message": "..."}}`` under a 4xx status
+(https://www.weatherapi.com/docs/error-codes/): 401 1002 key not provided, 401 2006 key invalid,
+403 2007 monthly call quota exceeded, 403 2008 key disabled, 403 2009 plan has no access, 400 1003
+/ 1005 / 1006 bad request or unknown location, 400 9999 internal application error. None of them
+is retried (a repeat gets the same answer); the key-level ones (2006, 2007, 2008) pause calls for
+``key_pause_s``: the caller serves its cached or stale copy meanwhile, without spending requests
+the API refuses anyway."""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import time
 from datetime import datetime
 from typing import Any
 
 from pydantic import SecretStr
 
-from unde_common.http import AsyncProviderClient, ProviderConfig, RetryPolicy
+from unde_common.http import AsyncProviderClient, ProviderConfig, ProviderError, RetryPolicy
 
-__all__ = ["WeatherClient", "condition_name", "parse_forecast"]
+__all__ = ["WeatherApiError", "WeatherClient", "condition_name", "parse_forecast"]
+
+#: WeatherAPI error codes about the key or the account (not the request): every call fails alike
+KEY_ERRORS = {2006: "API key invalid", 2007: "monthly call quota exceeded", 2008: "API key disabled"}
+
+
+class WeatherApiError(RuntimeError):
+    """WeatherAPI refused the call; ``code`` is its error code (None: not a WeatherAPI error body)."""
+
+    def __init__(self, message: str, *, code: int | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+def _error_code(body: str | None) -> tuple[int | None, str]:
+    """``(code, message)`` of a WeatherAPI error body, ``(None, "")`` when it is not one."""
+    try:
+        error = json.loads(body or "")["error"]
+        return int(error["code"]), str(error.get("message", ""))
+    except (ValueError, KeyError, TypeError):
+        return None, ""
+
 
 #: WeatherAPI condition codes → the frame's short names
 _CODES = {
@@ -73,8 +106,13 @@ def parse_forecast(data: Any) -> dict[str, Any]:
 
 
 class WeatherClient:
-    def __init__(self, base_url: str, api_key: SecretStr, *, timeout_s: float = 2.0) -> None:
+    def __init__(
+        self, base_url: str, api_key: SecretStr, *, timeout_s: float = 2.0, key_pause_s: float = 600.0
+    ) -> None:
         self.key = api_key
+        self.key_pause_s = key_pause_s
+        self._paused_until = 0.0
+        self._pause_reason = ""
         self.http = AsyncProviderClient(
             ProviderConfig(
                 name="weatherapi",
@@ -83,10 +121,15 @@ class WeatherClient:
                 read_timeout_s=timeout_s,
                 write_timeout_s=timeout_s,
                 retry=RetryPolicy(max_attempts=2, backoff_base_s=0.2, max_retry_after_s=5),
+                # two attempts of timeout_s each, the backoff between them included
+                deadline_s=2 * timeout_s,
             )
         )
 
     async def current(self, lat: float, lng: float) -> dict[str, Any]:
+        if time.monotonic() < self._paused_until:
+            left = self._paused_until - time.monotonic()
+            raise WeatherApiError(f"weatherapi: {self._pause_reason}; calls paused for {left:.0f}s more")
         params = {
             "key": self.key.get_secret_value(),
             "q": f"{lat:.3f},{lng:.3f}",
@@ -94,7 +137,25 @@ class WeatherClient:
             "aqi": "no",
             "alerts": "no",
         }
-        return parse_forecast(await self.http.get_json("/forecast.json", params=params))
+        try:
+            data = await self.http.get_json("/forecast.json", params=params)
+        except ProviderError as exc:
+            raise self._refusal(exc) from exc
+        return parse_forecast(data)
+
+    def _refusal(self, exc: ProviderError) -> Exception:
+        """A WeatherApiError naming WeatherAPI's error code, pausing calls on a key-level one."""
+        code, message = _error_code(exc.body) if exc.status is not None and exc.status < 500 else (None, "")
+        if code is None:
+            return exc
+        what = KEY_ERRORS.get(code)
+        if what is not None:
+            self._pause_reason = f"{what} (error {code}: {message})"
+            self._paused_until = time.monotonic() + self.key_pause_s
+            return WeatherApiError(f"weatherapi: {self._pause_reason}", code=code, status=exc.status)
+        return WeatherApiError(
+            f"weatherapi: HTTP {exc.status} error {code}: {message}", code=code, status=exc.status
+        )
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -255,6 +255,9 @@ class HttpClientSettings(UndeSettings):
     http_backoff_max_s: float = Field(default=8.0, ge=0)
     #: a 429/503 whose Retry-After asks for longer than this is not retried
     http_max_retry_after_s: float = Field(default=30.0, ge=0)
+    #: one logical provider call (all attempts, the sleeps between them, each body read) ends
+    #: after this many seconds; a server trickling bytes cannot stretch it
+    http_deadline_s: float = Field(default=60.0, gt=0)
 
 
 class CeleryWorkerSettings(UndeSettings):

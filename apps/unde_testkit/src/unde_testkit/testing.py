@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -40,7 +40,7 @@ import redis
 from psycopg import sql
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from unde_common.settings import ENV_FILE_VAR, UndeSettings
@@ -177,21 +177,39 @@ class ProviderSimulator:
     - ``/fail-then-ok/{key}?fails=N&status=C`` → C for the first N calls of ``key``, then 200
     - ``/rate-limited/{key}?times=N&retry_after=V`` → 429 with ``Retry-After: V`` N times, then 200
     - ``/malformed`` → 200 ``application/json`` with a truncated body; ``/missing`` → 404
+    - ``/trickle?interval=S&bytes=N`` → 200 whose JSON body arrives one byte every S seconds
+      (whitespace first, the way a keep-alive trickle looks), N bytes at most, then the closing
+      ``{}``: it ends by itself, and sooner when the client hangs up
+    - ``/google-429/{key}?times=N&retry_delay=D&quota_id=Q`` → N times Gemini's 429
+      ``RESOURCE_EXHAUSTED`` body with ``google.rpc.RetryInfo`` (``retryDelay`` D, e.g. "2s") and a
+      ``google.rpc.QuotaFailure`` naming quota Q, then 200
+    - ``/overloaded/{key}?times=N&retry_after=V`` → N times Anthropic's 529 ``overloaded_error``
+      (``retry-after: V`` when given), then 200
+    - ``/concurrent/{key}?delay=S`` → 200 after S seconds; ``peak[key]`` is the most calls of
+      ``key`` that were in flight at once
 
     Serve ``.app`` with :class:`LoopbackServer`; connection errors need no route: use a
     :func:`free_port` nobody listens on."""
 
     def __init__(self) -> None:
         self.hits: defaultdict[str, int] = defaultdict(int)
+        self.in_flight: defaultdict[str, int] = defaultdict(int)
+        self.peak: defaultdict[str, int] = defaultdict(int)
+        #: bytes each /trickle call sent before it ended or the client went away
+        self.trickled: list[int] = []
         self.app = Starlette(
             routes=[
                 Route("/ok", self.ok),
                 Route("/echo", self.echo, methods=["GET", "POST"]),
-                Route("/slow", self.slow),
-                Route("/fail-then-ok/{key}", self.fail_then_ok, methods=["GET", "POST"]),
-                Route("/rate-limited/{key}", self.rate_limited),
+                Route("/slow", self.slow, methods=["GET", "POST"]),
+                Route("/fail-then-ok/{key}", self.fail_then_ok, methods=["GET", "POST", "PUT", "PATCH"]),
+                Route("/rate-limited/{key}", self.rate_limited, methods=["GET", "POST"]),
                 Route("/malformed", self.malformed),
                 Route("/missing", self.missing),
+                Route("/trickle", self.trickle, methods=["GET", "POST"]),
+                Route("/google-429/{key}", self.google_429, methods=["GET", "POST"]),
+                Route("/overloaded/{key}", self.overloaded, methods=["GET", "POST"]),
+                Route("/concurrent/{key}", self.concurrent, methods=["GET", "POST"]),
             ]
         )
 
@@ -240,6 +258,94 @@ class ProviderSimulator:
     async def missing(self, request: Request) -> Response:
         self.hits["missing"] += 1
         return JSONResponse({"error": "no such thing"}, status_code=404)
+
+    async def trickle(self, request: Request) -> Response:
+        self.hits["trickle"] += 1
+        interval = float(request.query_params.get("interval", "0.2"))
+        limit = min(int(request.query_params.get("bytes", "150")), 3000)  # bounded: ends by itself
+        sent = 0
+
+        async def body() -> AsyncIterator[bytes]:
+            nonlocal sent
+            try:
+                for _ in range(limit):
+                    yield b" "
+                    sent += 1
+                    await asyncio.sleep(interval)
+                yield b"{}"
+            finally:
+                self.trickled.append(sent)
+
+        return StreamingResponse(body(), media_type="application/json")
+
+    async def google_429(self, request: Request) -> Response:
+        # the body shape of a Gemini API 429: https://ai.google.dev/gemini-api/docs/rate-limits,
+        # details as in googleapis google/rpc/error_details.proto (RetryInfo, QuotaFailure)
+        key = request.path_params["key"]
+        self.hits[key] += 1
+        if self.hits[key] > int(request.query_params.get("times", "1")):
+            return JSONResponse({"attempt": self.hits[key]})
+        quota_id = request.query_params.get(
+            "quota_id", "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"
+        )
+        details: list[dict[str, Any]] = [
+            {
+                "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                "violations": [
+                    {
+                        "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",  # noqa: E501
+                        "quotaId": quota_id,
+                        "quotaDimensions": {"location": "global", "model": "gemini-2.5-flash"},
+                        "quotaValue": "10",
+                    }
+                ],
+            },
+            {
+                "@type": "type.googleapis.com/google.rpc.Help",
+                "links": [
+                    {"description": "Learn more", "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}
+                ],
+            },
+        ]
+        if "retry_delay" in request.query_params:
+            details.append(
+                {
+                    "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                    "retryDelay": request.query_params["retry_delay"],
+                }
+            )
+        error = {
+            "code": 429,
+            "message": "You exceeded your current quota, please check your plan and billing details.",
+            "status": "RESOURCE_EXHAUSTED",
+            "details": details,
+        }
+        return JSONResponse({"error": error}, status_code=429)
+
+    async def overloaded(self, request: Request) -> Response:
+        # Anthropic's error shape: https://docs.claude.com/en/api/errors (529 overloaded_error)
+        key = request.path_params["key"]
+        self.hits[key] += 1
+        if self.hits[key] > int(request.query_params.get("times", "1")):
+            return JSONResponse({"attempt": self.hits[key]})
+        headers = (
+            {"retry-after": request.query_params["retry_after"]}
+            if "retry_after" in request.query_params
+            else {}
+        )
+        body = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+        return JSONResponse(body, status_code=529, headers=headers)
+
+    async def concurrent(self, request: Request) -> Response:
+        key = request.path_params["key"]
+        self.hits[key] += 1
+        self.in_flight[key] += 1
+        self.peak[key] = max(self.peak[key], self.in_flight[key])
+        try:
+            await asyncio.sleep(float(request.query_params.get("delay", "0.2")))
+        finally:
+            self.in_flight[key] -= 1
+        return JSONResponse({"ok": True})
 
 
 def _redis_binary() -> str:
