@@ -1,7 +1,8 @@
 """Collecting a brand through a loopback Apify API into the project's staging schema (``apify``
 login): every brand's item shape, upsert rules (new / changed images / unchanged), one scraper_logs
 row per run, faults (actor failure, start refused, 429 + Retry-After, 5xx, malformed JSON, bad
-items) and resuming a run a killed worker left behind."""
+items), resuming a run a killed worker left behind, hidden/empty dataset rows mid-page, a lost
+run-start answer (never a second run) and aborting a run that outlives its timeout."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
 from apify import collect
+from apify.client import ApifyError
 from apify.collectors import BRANDS
 from apify.runtime import Runtime
 from apify.settings import ApifySettings
@@ -37,12 +40,7 @@ def apify_api() -> Iterator[tuple[ApifySimulator, str]]:
 def sim(apify_api: tuple[ApifySimulator, str]) -> ApifySimulator:
     s = apify_api[0]
     s.datasets.clear()
-    s.final_status.clear()
-    s.page_faults.clear()
-    s.start_status = 0
-    s.running_polls = 1
-    s.started.clear()
-    s.item_requests.clear()
+    s.reset()
     return s
 
 
@@ -63,6 +61,7 @@ def rt(staging: tuple[str, str], apify_api: tuple[ApifySimulator, str]) -> Runti
         "apify_run_timeout_s": 20,
         "http_backoff_base_s": 0.05,
         "http_read_timeout_s": 2,
+        "apify_start_lookup_s": 5,
     }
     settings = ApifySettings(**values)
     return Runtime(settings)
@@ -94,9 +93,10 @@ def test_every_brand_shape_maps_to_raw_products(
         "apify_zara",
         "zara",
         Decimal("15990.00"),  # tiyn → tenge
-        "DRESSES",
+        "woman-dresses",  # datasaurus/zara's category slug
         "BLACK",
     )
+    assert zara["composition"] == "OUTER SHELL: 100% linen"
     assert zara["sizes"] == ["S", "M"] and zara["original_image_urls"] == images("zara-0")
     assert (zara["image_status"], zara["sync_status"], zara["ximilar_status"]) == (
         "pending",
@@ -120,9 +120,14 @@ def test_every_brand_shape_maps_to_raw_products(
     reg = rt.metrics.app.registry
     assert reg.get_sample_value("apify_scraper_errors", {"brand": "oysho"}) == 0
     assert reg.get_sample_value("apify_scraper_duration", {"brand": "zara"}) is not None
-    # the actor got the spec's input
+    # the actor got its documented input (apify.com/datasaurus/zara/api/python), the run its options
     first_run = next(iter(sim.runs.values()))
-    assert first_run["input"] == {"startUrls": [{"url": "https://www.zara.com/kz/en/"}], "maxItems": 20000}
+    assert first_run["input"] == {
+        "start_urls": [{"url": "https://www.zara.com/kz/en/"}],
+        "max_results": 20000,
+    }
+    assert (first_run["options"]["timeoutSecs"], first_run["options"]["maxItems"]) == (20, 20000)
+    assert first_run["meta"]["userAgent"].startswith("unde-apify/apify_zara/")
 
 
 def test_upsert_requeues_changed_images_and_keeps_the_rest(
@@ -173,7 +178,7 @@ def test_malformed_items_are_counted_not_fatal(
     assert "item 1: no image URLs" in log["error_message"]
     assert log["metadata"]["item_errors"][1:] == [
         "item 2: price 'abc' is not a number",
-        "item 3: missing detail.colors",
+        "item 3: missing colorsSizesImagesJSON",
         "item 4: item is not an object (str)",
     ]
     assert rt.metrics.app.registry.get_sample_value(
@@ -251,3 +256,99 @@ def test_a_run_left_behind_by_a_killed_worker_is_resumed(
     assert db.execute("SELECT count(*) AS n FROM raw_products").fetchone() == {"n": 10}
     logs = db.execute("SELECT status, records_fetched FROM scraper_logs").fetchall()
     assert logs == [{"status": "success", "records_fetched": 10}]  # still one row for the run
+
+
+def test_hidden_and_empty_rows_mid_page_are_collected_whole_and_once(
+    db: psycopg.Connection[Any], rt: Runtime, sim: ApifySimulator, apify_api: tuple[ApifySimulator, str]
+) -> None:
+    rows: list[Any] = []
+    for i in range(10):
+        rows.append(apify_item("bershka", f"h{i}", images(f"h{i}"), **{"#debug": {"page": i}}))
+        if i in (1, 2, 5):  # empty rows inside the first and second page windows
+            rows.append({})
+    rows.insert(3, {"#error": "only hidden fields"})
+    sim.datasets["datasaurus/bershka"] = rows  # 14 rows, pages of 4
+
+    summary = collect.collect(rt, "bershka")
+
+    assert (summary.status, summary.fetched, summary.new, summary.errors) == ("success", 10, 10, 0)
+    ids = [
+        r["external_id"] for r in db.execute("SELECT external_id FROM raw_products ORDER BY id").fetchall()
+    ]
+    assert sorted(ids) == sorted(f"h{i}" for i in range(10))  # every product, each exactly once
+    raw = db.execute("SELECT raw_data FROM raw_products WHERE external_id = 'h4'").fetchone()
+    assert raw is not None and "#debug" not in raw["raw_data"]  # hidden fields dropped, as clean would
+    # raw rows read by offset/limit without clean; the offset advanced by the rows read
+    assert [(r["offset"], r["limit"], "clean" in r) for r in sim.item_requests] == [
+        ("0", "4", False),
+        ("4", "4", False),
+        ("8", "4", False),
+        ("12", "4", False),
+    ]
+    log = last_log(db)
+    assert log["metadata"]["offset"] == 14
+    # the strict simulator's clean page on the same window is short although the dataset goes on
+    run_ds = next(iter(sim.runs.values()))["defaultDatasetId"]
+    page = httpx.get(
+        f"{apify_api[1]}/v2/datasets/{run_ds}/items",
+        params={"clean": "true", "offset": 0, "limit": 4},
+        headers={"Authorization": "Bearer apify-test-token"},
+    )
+    assert len(page.json()) == 2
+    assert {k: page.headers[f"x-apify-pagination-{k}"] for k in ("offset", "limit", "count", "total")} == {
+        "offset": "0",
+        "limit": "4",
+        "count": "4",
+        "total": "14",
+    }
+
+
+@pytest.mark.parametrize("fault", ["drop", "slow"])
+def test_a_lost_run_start_answer_does_not_start_a_second_run(
+    db: psycopg.Connection[Any], rt: Runtime, sim: ApifySimulator, fault: str
+) -> None:
+    sim.datasets["datasaurus/oysho"] = [apify_item("oysho", f"l{i}", images(f"l{i}")) for i in range(5)]
+    sim.start_fault = fault  # the run starts, then the answer is lost (connection drop / read timeout)
+    sim.start_delay_s = 3.0  # > HTTP_READ_TIMEOUT_S
+    sim.list_lag = 1  # the first listing does not show the new run yet
+
+    summary = collect.collect(rt, "oysho")
+
+    assert summary.status == "success" and (summary.fetched, summary.new) == (5, 5)
+    assert sim.started == ["datasaurus/oysho"]  # one paid run
+    starts = [r for r in sim.requests if r["method"] == "POST" and r["path"].endswith("/runs")]
+    assert len(starts) == 1  # the start was sent once, never retried
+    lookups = [
+        r for r in sim.requests if r["method"] == "GET" and r["path"] == "/v2/acts/datasaurus~oysho/runs"
+    ]
+    assert len(lookups) == 2 and lookups[0]["query"]["desc"] == "1" and "startedAfter" in lookups[0]["query"]
+    log = last_log(db)
+    assert log["status"] == "success" and log["run_id"] == next(iter(sim.runs))
+
+
+def test_an_ambiguous_start_without_a_run_fails_without_a_second_start(
+    db: psycopg.Connection[Any], rt: Runtime, sim: ApifySimulator
+) -> None:
+    sim.datasets["datasaurus/oysho"] = [apify_item("oysho", "n1", images("n1"))]
+    sim.start_status = 503  # refused before a run exists: the lookup finds nothing
+    quick = Runtime(ApifySettings(**{**rt.settings.model_dump(), "apify_start_lookup_s": 0.2}))
+
+    summary = collect.collect(quick, "oysho")
+
+    assert summary.status == "failed"
+    assert "no run of it started since" in (summary.error_message or "")
+    assert [r["method"] for r in sim.requests if r["path"].endswith("/runs")].count("POST") == 1
+    assert sim.started == []
+
+
+def test_a_run_that_outlives_its_timeout_is_aborted(rt: Runtime, sim: ApifySimulator) -> None:
+    sim.datasets["datasaurus/zara"] = []
+    sim.running_polls = -1  # RUNNING forever
+    run = rt.apify.start_run("datasaurus/zara", {"start_urls": [], "max_results": 1})
+
+    with pytest.raises(ApifyError, match="still RUNNING after 1s; aborted"):
+        rt.apify.wait_run(run["id"], timeout_s=1.2)
+
+    assert sim.aborted == [run["id"]] and sim.runs[run["id"]]["status"] == "ABORTED"
+    abort = sim.requests[-1]
+    assert (abort["method"], abort["path"]) == ("POST", f"/v2/actor-runs/{run['id']}/abort")

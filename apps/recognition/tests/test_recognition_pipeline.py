@@ -117,7 +117,20 @@ def test_emergency_rollback_is_ximilar_only(sims: Stack, pipeline: Callable[...,
     assert bands(result) == ["exact", "similar", "style"]
     saved = row(sims, result["request_id"])
     assert saved["search_backend"] == "ximilar" and saved["used_ximilar_tagging"] is True
-    assert sims.ximilar.hits["search"] == 3 and sims.ximilar.hits["tag"] == 3
+    assert sims.ximilar.hits["search"] == 3
+    # detect_tags already tagged the three items: no second (billed) tagging call per item
+    assert sims.ximilar.hits["detect"] == 1 and sims.ximilar.hits["tag"] == 0
+    assert result["steps"]["tag"]["ximilar_from_detect"] == 3
+
+
+def test_an_item_without_detection_tags_is_tagged_once(
+    sims: Stack, pipeline: Callable[..., Pipeline]
+) -> None:
+    sims.ximilar.fault("detect", "down")  # the whole photo becomes the one item: nothing tagged it yet
+    result = pipeline(tagging_mode="always").run(sims.photo_url)
+    assert result["status"] == "completed"
+    assert sims.ximilar.hits["tag"] == 1 and result["steps"]["tag"]["ximilar_calls"] == 1
+    assert row(sims, result["request_id"])["used_ximilar_tagging"] is True
 
 
 def test_tagging_off_never_calls_ximilar_tag(sims: Stack, pipeline: Callable[..., Pipeline]) -> None:

@@ -166,14 +166,16 @@ def test_day6_flow_a_to_e_for_100_zara_products(
     sims: dict[str, Any] = env["sims"]
     img: ImageHostSimulator = sims["img"]
     ids = [f"{700000 + i}" for i in range(N)]
-    sims["apify"].datasets["datasaurus/zara"] = [
+    items = [
         apify_item(
             "zara", ext, [img.url(env["urls"]["img"], "ok", f"{ext}-{n}", W, H) for n in range(1, PHOTOS + 1)]
         )
         for ext in ids
     ]
-    for ext in ids:
-        sims["zara"].stock[ext] = {} if ext in OUT_OF_STOCK else {6643: {"S": 2}, 9204: {"M": 1}}
+    sims["apify"].datasets["datasaurus/zara"] = items
+    for item in items:  # stock of the first colour (800) in two stores
+        in_kz = item["id"] not in OUT_OF_STOCK
+        sims["zara"].stock_item(item, {"800": {6643: {"S": 2}, 9204: {"M": 1}}} if in_kz else {})
     apps = _apps(env, s3)
     staging = psycopg.connect(env["staging_su"], autocommit=True, row_factory=dict_row)
     prod = psycopg.connect(env["main_su"], autocommit=True, row_factory=dict_row)

@@ -5,7 +5,6 @@ production schemas (the ``scraper`` login of both) and a loopback Inditex mobile
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -16,7 +15,7 @@ from scraper import availability, cleanup, sync
 from scraper.runtime import Runtime
 from scraper.settings import ScraperSettings
 from unde_testkit.apptests import serving, truncated
-from unde_testkit.catalog_testing import ZaraSimulator, login_dsn, migrated_database
+from unde_testkit.catalog_testing import ZaraSimulator, login_dsn, migrated_database, zara_item
 from unde_testkit.testing import PostgresHandle
 
 STAGING, MAIN = "cat_scraper_staging", "cat_scraper_main"
@@ -43,9 +42,7 @@ def zara() -> Iterator[tuple[ZaraSimulator, str]]:
 
 @pytest.fixture
 def sim(zara: tuple[ZaraSimulator, str]) -> ZaraSimulator:
-    zara[0].stock.clear()
-    zara[0].faults.clear()
-    zara[0].requests.clear()
+    zara[0].reset()
     return zara[0]
 
 
@@ -95,7 +92,7 @@ def add_product(
         "image_urls": Jsonb([f"https://o.test/originals/{brand}/{external_id}/{n}.jpg" for n in (1, 2)]),
         "collage_url": f"https://o.test/collages/{brand}/{external_id}.jpg",
         "image_status": status,
-        "raw_data": Jsonb({"partNumber": f"0{external_id}"}),
+        "raw_data": Jsonb(zara_item(external_id, [f"https://static.zara.net/{external_id}.jpg?w={{width}}"])),
         **extra,
     }
     names = ", ".join(cols)
@@ -108,9 +105,87 @@ def add_product(
     return int(row["id"])
 
 
-def test_campaign_follows_the_season(rt: Runtime) -> None:
-    assert availability.campaign(rt, datetime(2026, 3, 1, tzinfo=UTC)) == "V2026"
-    assert availability.campaign(rt, datetime(2026, 11, 1, tzinfo=UTC)) == "I2026"
+def ref(external_id: str, colour: str = "800") -> str:
+    """The 11-digit stock reference of a test product's colour (its Apify item's ``reference``
+    digits, then the colour id)."""
+    return str(zara_item(external_id, [])["reference"]).split("-")[0] + colour
+
+
+def test_colour_references_come_from_the_item_not_the_product_id() -> None:
+    item = {
+        "id": 315220723,
+        "reference": "05584361-V2024",
+        "colorsSizesImagesJSON": [{"id": "800", "name": "Negro"}, {"id": "401", "name": "Marino"}],
+    }
+    assert availability.colour_references(item) == [
+        availability.ColourRef("05584361800", "V2024", "Negro"),
+        availability.ColourRef("05584361401", "V2024", "Marino"),
+    ]
+    # Zara's product JSON: each colour carries its own reference, campaign included
+    zara_json = {
+        "id": 315220723,
+        "detail": {
+            "reference": "05584361-V2024",
+            "colors": [
+                {"id": "800", "name": "Negro", "reference": "C05584361800000-V2024"},
+                {"id": "401", "name": "Marino", "reference": "C05584361401000-I2024"},
+            ],
+        },
+    }
+    assert [(r.reference, r.campaign) for r in availability.colour_references(zara_json)] == [
+        ("05584361800", "V2024"),
+        ("05584361401", "I2024"),
+    ]
+    assert availability.colour_references({"id": 315220723, "colorsSizesImagesJSON": [{"id": "800"}]}) == []
+
+
+def test_a_zara_product_from_a_realistic_apify_item_gets_stock_for_each_colour(
+    staging: psycopg.Connection[Any], rt: Runtime, sim: ZaraSimulator
+) -> None:
+    item = zara_item(
+        "315220723", ["https://static.zara.net/p.jpg?w={width}"], (("800", "Negro"), ("401", "Marino"))
+    )
+    item["reference"] = "05584361-V2024"
+    add_product(staging, "315220723", raw_data=Jsonb(item))
+    sim.stock["05584361800"] = {6643: {"S": 1}}
+    sim.stock["05584361401"] = {9204: {"M": 2}, 6643: {"L": 3}}
+    sim.campaigns.update({"05584361800": "V2024", "05584361401": "V2024"})
+
+    summary = availability.poll(rt)
+
+    assert (summary.status, summary.products, summary.in_stock, summary.errors) == ("success", 1, 1, 0)
+    stores = ",".join(map(str, STORES))
+    assert sim.requests == [("V2024", "05584361800", stores), ("V2024", "05584361401", stores)]
+    rows = {
+        r["store_id"]: r["sizes_in_stock"]
+        for r in staging.execute("SELECT store_id, sizes_in_stock FROM raw_availability").fetchall()
+    }
+    assert rows == {
+        6643: [
+            {"size_id": 1, "size": "S", "quantity": 1, "colour": "Negro", "reference": "05584361800"},
+            {"size_id": 1, "size": "L", "quantity": 3, "colour": "Marino", "reference": "05584361401"},
+        ],
+        9204: [{"size_id": 1, "size": "M", "quantity": 2, "colour": "Marino", "reference": "05584361401"}],
+        9073: [],
+        16546: [],
+    }
+
+
+def test_the_product_id_or_a_wrong_campaign_is_not_a_part_number(
+    staging: psycopg.Connection[Any], rt: Runtime, sim: ZaraSimulator
+) -> None:
+    add_product(staging, "315220723", raw_data=Jsonb({"id": 315220723, "partNumber": "315220723"}))
+    item = zara_item("315220724", [], (("800", "Negro"),))
+    add_product(staging, "315220724", raw_data=Jsonb(item))
+    sim.stock_item(item, {"800": {6643: {"S": 1}}})
+    sim.campaigns[ref("315220724")] = "I2025"  # the store sells it under another campaign
+
+    summary = availability.poll(rt)
+
+    assert (summary.products, summary.errors) == (2, 2)
+    errors = " ".join(summary.sample_errors)
+    assert "315220723: no colour reference" in errors and "HTTP 404" in errors
+    assert [pn for _, pn, _ in sim.requests] == [ref("315220724")]  # the 9-digit id is never sent
 
 
 def test_poll_writes_one_row_per_store_and_survives_faults(
@@ -127,12 +202,14 @@ def test_poll_writes_one_row_per_store_and_survives_faults(
         "R429": "429",
     }.items():
         add_product(staging, ext)
-        sim.faults[f"0{ext}"] = fault
+        sim.faults[ref(ext)] = fault
     add_product(staging, "BROKEN", status="error")  # photos failed: not polled
     add_product(staging, "B1", brand="bershka")  # no mobile API source for this brand
-    sim.stock["0A1"] = {6643: {"S": 2, "M": 0}, 9204: {"L": 1}}
-    sim.stock["0A2"] = {16546: {"XS": 3}}
-    sim.stock["0R429"] = {9073: {"M": 1}}
+    for ext in ("A1", "A2", "A3", "E500", "E404", "EMAL", "EBAD", "R429", "BROKEN"):
+        sim.stock_item(zara_item(ext, []), {})  # every colour known, none in stock
+    sim.stock[ref("A1")] = {6643: {"S": 2, "M": 0}, 9204: {"L": 1}}
+    sim.stock[ref("A2")] = {16546: {"XS": 3}}
+    sim.stock[ref("R429")] = {9073: {"M": 1}}
 
     summary = availability.poll(rt)
 
@@ -143,16 +220,16 @@ def test_poll_writes_one_row_per_store_and_survives_faults(
         "SELECT product_id, store_id, sizes_in_stock FROM raw_availability ORDER BY product_id, store_id"
     ).fetchall()
     a1 = {r["store_id"]: r["sizes_in_stock"] for r in rows if r["product_id"] == "A1"}
+    colour = {"colour": "BLACK", "reference": ref("A1")}
     assert a1 == {
-        6643: [{"size_id": 1, "size": "S", "quantity": 2}],
+        6643: [{"size_id": 1, "size": "S", "quantity": 2, **colour}],
         9073: [],
-        9204: [{"size_id": 1, "size": "L", "quantity": 1}],
+        9204: [{"size_id": 1, "size": "L", "quantity": 1, **colour}],
         16546: [],
     }
     assert {r["product_id"] for r in rows} == {"A1", "A2", "A3", "R429"}
-    assert {p for _, p, _ in sim.requests} >= {"0A1", "0R429"} and "0BROKEN" not in {
-        p for _, p, _ in sim.requests
-    }
+    asked = {p for _, p, _ in sim.requests}
+    assert asked >= {ref("A1"), ref("A1", "401"), ref("R429")} and ref("BROKEN") not in asked
     assert all(stores == "6643,9204,9073,16546" for _, _, stores in sim.requests)
     log = staging.execute("SELECT * FROM scraper_logs WHERE scraper_name = 'availability_poll'").fetchone()
     assert log is not None and log["status"] == "failed" and log["records_errors"] == 4

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from unde_common.settings import SettingsError
+from unde_testkit.loaders import repo_root
 from unde_testkit.testing import EnvWriter, EnvWriterFactory
 from ximilar_gw.settings import XimilarGwSettings
 
@@ -47,3 +49,19 @@ def test_missing_secrets_are_named(write_env: EnvWriter) -> None:
     with pytest.raises(SettingsError) as info:
         XimilarGwSettings.load()
     assert set(info.value.problems) == set(write_env.required)
+
+
+def test_both_roles_render_one_ximilar_service() -> None:
+    """ximilar-sync inserts into the service ximilar-gw searches (a collection belongs to one
+    service): one group_vars value rendered by both roles, equal to both settings defaults."""
+    from ximilar_sync.settings import XimilarSyncSettings
+
+    root = repo_root()
+    shared = yaml.safe_load((root / "group_vars/all/ximilar.yml").read_text())["unde_ximilar_service_path"]
+    assert shared == XimilarGwSettings.model_fields["ximilar_service_path"].default
+    assert shared == XimilarSyncSettings.model_fields["ximilar_service_path"].default
+    for app in ("ximilar_sync", "ximilar_gw"):
+        defaults = yaml.safe_load((root / f"roles/{app}/defaults/main.yml").read_text())
+        assert defaults[f"{app}_service_path"] == "{{ unde_ximilar_service_path }}", app
+        env = yaml.safe_load((root / f"roles/{app}/vars/main.yml").read_text())[f"__{app}_env"]
+        assert env["XIMILAR_SERVICE_PATH"] == f"{{{{ {app}_service_path }}}}", app

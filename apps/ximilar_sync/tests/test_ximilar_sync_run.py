@@ -34,7 +34,7 @@ def ximilar() -> Iterator[tuple[XimilarSimulator, str]]:
 @pytest.fixture
 def db(staging: tuple[str, str], ximilar: tuple[XimilarSimulator, str]) -> Iterator[psycopg.Connection[Any]]:
     ximilar[0].records.clear()
-    ximilar[0].faults.clear()
+    ximilar[0].clear()  # faults, counters, the request log
     with truncated(staging[0], "raw_products", "raw_availability", "raw_stores") as conn:
         yield conn
 
@@ -129,9 +129,9 @@ def test_provider_faults_end_as_error_with_messages(
     sim = ximilar[0]
     for sku, fault in {"E500": "500", "EMAL": "malformed", "EREF": "refuse", "ESLOW": "slow"}.items():
         add(db, sku, 2)
-        sim.faults[sku] = fault
+        sim.record_faults[sku] = fault
     add(db, "E429", 2)
-    sim.faults["E429"] = "429"
+    sim.record_faults["E429"] = "429"
     add(db, "OK", 1)
     db.execute("UPDATE raw_products SET image_urls = '[]' WHERE external_id = 'OK'")
     add(db, "GOOD", 1)
@@ -159,10 +159,10 @@ def test_retry_resends_failures_until_max_attempts(
     sim = ximilar[0]
     add(db, "R1", 2)
     add(db, "R2", 2)
-    sim.faults["R1"] = sim.faults["R2"] = "500"
+    sim.record_faults["R1"] = sim.record_faults["R2"] = "500"
     sync.run(rt)
     assert sync.run(rt, retry=True).errors == 2  # still failing: each tried once per run
-    del sim.faults["R1"]
+    del sim.record_faults["R1"]
     db.execute("UPDATE raw_products SET ximilar_attempts = 5 WHERE external_id = 'R2'")
     summary = sync.run(rt, retry=True)
     assert (summary.products, summary.synced) == (1, 1)
@@ -180,3 +180,53 @@ def test_wrong_token_is_an_error_not_a_crash(
     assert summary.errors == 1
     assert "HTTP 401" in fetch_product(db, "T1")["ximilar_error_message"]
     assert "wrong" not in fetch_product(db, "T1")["ximilar_error_message"]
+
+
+@pytest.fixture
+def own() -> Iterator[tuple[XimilarSimulator, str]]:
+    """A simulator of its own: a slow insert of another test may still land in the shared one."""
+    yield from serving(XimilarSimulator())
+
+
+def test_weekly_run_deletes_stale_records(
+    db: psycopg.Connection[Any], staging: tuple[str, str], own: tuple[XimilarSimulator, str]
+) -> None:
+    sim, rt = own[0], make_runtime(staging, own[1])
+    for sku, photos in (("KEEP", 3), ("SHRINK", 3), ("GONE", 2)):
+        add(db, sku, photos)
+    assert sync.run(rt).records == 8
+    sim.records["FOREIGN"] = {"_id": "FOREIGN", "_url": "https://elsewhere.test/x.jpg"}  # not ours
+    db.execute("DELETE FROM raw_products WHERE external_id = 'GONE'")  # the scraper's cleanup
+    db.execute(  # re-scraped with one photo and synced again
+        "UPDATE raw_products SET image_urls = jsonb_build_array(image_urls->0) WHERE external_id = 'SHRINK'"
+    )
+
+    assert sync.run(rt, retry=True).stale_deleted == 0  # only the weekly run looks
+    before = len(sim.received)
+    summary = sync.run(rt)
+
+    assert (summary.stale_deleted, summary.stale_error) == (4, None)
+    assert sorted(sim.records) == ["FOREIGN", "KEEP_1", "KEEP_2", "KEEP_3", "SHRINK_1"]
+    deletes = [r["json"]["records"] for r in sim.received[before:] if r["route"] == "delete"]
+    assert sorted(d["_id"] for batch in deletes for d in batch) == [
+        "GONE_1",
+        "GONE_2",
+        "SHRINK_2",
+        "SHRINK_3",
+    ]
+
+
+def test_stale_check_failures_are_reported_and_an_empty_catalog_deletes_nothing(
+    db: psycopg.Connection[Any], staging: tuple[str, str], own: tuple[XimilarSimulator, str]
+) -> None:
+    sim, rt = own[0], make_runtime(staging, own[1])
+    add(db, "P1", 2)
+    sim.fault("all_records", "down")
+    summary = sync.run(rt)
+    assert summary.synced == 1 and summary.stale_error is not None and "HTTP 503" in summary.stale_error
+    sim.fault("all_records", None)
+    db.execute("DELETE FROM raw_products")
+    before = len(sim.received)
+    assert sync.run(rt).stale_deleted == 0
+    assert not [r for r in sim.received[before:] if r["route"] in ("all_records", "delete")]
+    assert sorted(sim.records) == ["P1_1", "P1_2"]

@@ -1,8 +1,15 @@
 """One collector per brand: which Apify actor runs, with what input, and how the brand's dataset
-item maps to a ``raw_products`` row (spec 02 §2). The actors return three item shapes:
+item maps to a ``raw_products`` row (spec 02 §2). The actors are datasaurus' (apify.com/datasaurus):
+their input is ``{"start_urls": [{"url": ...}], "max_results": N}`` (the actors' API pages,
+e.g. https://apify.com/datasaurus/zara/api/python). The items come in three shapes:
 
-- Zara: ``productId``, ``name``, ``price`` in minor units (tiyn), ``familyName``, and
-  ``detail.colors[0]`` with ``name``, ``sizes[].name`` and ``xmedia[].url``;
+- Zara (``datasaurus/zara``): ``id`` (the 9-digit product id), ``reference`` (``02086797-V2026``:
+  model and quality digits, then the campaign), ``name``, ``description``, ``price`` in minor units
+  (tiyn), ``category``, ``detailedComposition.parts[].components[]`` and ``colorsSizesImagesJSON``,
+  one entry per colour with ``id`` (``800``), ``name``, ``productId``, ``xmedia`` (image URLs with a
+  ``{width}`` placeholder) and ``sizes[]`` (``name``, ``sku``, ``availability``). Zara's own product
+  JSON (``detail.colors[]`` with ``reference`` ``C05584361800000-V2024`` and ``xmedia[].url``) is read
+  the same way;
 - Bershka, Pull&Bear, Stradivarius, Oysho (Inditex storefront actor): ``id``, ``name``, ``price`` as
   a decimal string, ``category``, ``color``, ``sizes`` (strings), ``images`` (URLs);
 - Massimo Dutti: ``reference``, ``title``, ``price: {value, currency}``, ``breadcrumbs``,
@@ -107,24 +114,65 @@ def _sizes(values: Any) -> list[str]:
     return out
 
 
+#: the width asked of Zara's image CDN for the ``{width}`` placeholder in its image URLs
+ZARA_IMAGE_WIDTH = 1920
+
+
+def zara_colours(item: Mapping[str, Any]) -> list[Any]:
+    """The colour entries of a Zara item: ``colorsSizesImagesJSON`` (the actor) or ``detail.colors``
+    (Zara's product JSON); [] when neither is a list."""
+    colours = item.get("colorsSizesImagesJSON")
+    if colours is None:
+        detail = item.get("detail")
+        colours = detail.get("colors") if isinstance(detail, dict) else None
+    return colours if isinstance(colours, list) else []
+
+
+def _zara_composition(item: Mapping[str, Any]) -> str | None:
+    """``detailedComposition.parts[].components[]`` as text (``OUTER SHELL: 100% linen``)."""
+    detailed = item.get("detailedComposition")
+    if not isinstance(detailed, dict):
+        return _text(item.get("composition"), "composition")
+    parts = []
+    for part in detailed.get("parts") or []:
+        if not isinstance(part, dict):
+            continue
+        bits = [
+            " ".join(str(c[k]).strip() for k in ("percentage", "material") if c.get(k))
+            for c in part.get("components") or []
+            if isinstance(c, dict)
+        ]
+        bits = [b for b in bits if b]
+        if bits:
+            label = str(part.get("description") or "").strip()
+            parts.append((f"{label}: " if label else "") + ", ".join(bits))
+    return "; ".join(parts) or None
+
+
 def map_zara(item: Mapping[str, Any], brand: str) -> ProductRecord:
-    detail = item.get("detail")
-    colors = detail.get("colors") if isinstance(detail, dict) else None
-    if not isinstance(colors, list) or not colors or not isinstance(colors[0], dict):
-        raise ItemError("missing detail.colors")
-    colour = colors[0]
+    colours = zara_colours(item)
+    if not colours or not isinstance(colours[0], dict):
+        raise ItemError("missing colorsSizesImagesJSON")
+    colour = colours[0]
+    sizes = _sizes(colour.get("sizes"))
+    if not sizes and isinstance(item.get("sizes"), str):
+        sizes = [s.strip() for s in item["sizes"].split(",") if s.strip()]
+    images = [
+        u.replace("{width}", str(ZARA_IMAGE_WIDTH))
+        for u in _urls(colour.get("xmedia"), "colorsSizesImagesJSON[0].xmedia")
+    ]
     return ProductRecord(
-        external_id=_text(item.get("productId"), "productId", required=True, limit=100) or "",
+        external_id=_text(item.get("id"), "id", required=True, limit=100) or "",
         brand=brand,
         name=_text(item.get("name"), "name", required=True) or "",
-        description=_text(item.get("description"), "description"),
-        price=_price(item.get("price"), minor_units=True),
+        description=_text(item.get("description") or colour.get("description"), "description"),
+        price=_price(item.get("price", colour.get("price")), minor_units=True),
         currency=_text(item.get("currency"), "currency", limit=10) or "KZT",
-        category=_text(item.get("familyName") or item.get("section"), "familyName"),
-        colour=_text(colour.get("name"), "detail.colors[0].name", limit=100),
-        sizes=_sizes(colour.get("sizes")),
-        composition=_text(item.get("composition"), "composition"),
-        original_image_urls=_urls(colour.get("xmedia"), "detail.colors[0].xmedia"),
+        category=_text(item.get("category"), "category"),
+        colour=_text(colour.get("name"), "colorsSizesImagesJSON[0].name", limit=100),
+        sizes=sizes,
+        composition=_zara_composition(item),
+        original_image_urls=images,
         raw=item,
     )
 
@@ -188,8 +236,8 @@ class BrandCollector:
 
     def run_input(self, settings: ApifySettings) -> dict[str, Any]:
         return {
-            "startUrls": [{"url": settings.apify_start_url.format(brand=self.brand)}],
-            "maxItems": settings.apify_max_items,
+            "start_urls": [{"url": settings.apify_start_url.format(brand=self.brand)}],
+            "max_results": settings.apify_max_items,
         }
 
     def map_item(self, item: Any) -> ProductRecord:

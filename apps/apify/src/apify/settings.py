@@ -41,13 +41,20 @@ class ApifySettings(CeleryWorkerSettings, DbPoolSettings, HttpClientSettings):
     apify_actor_stradivarius: str = "datasaurus/stradivarius"
     apify_actor_massimodutti: str = "datasaurus/massimodutti"
     apify_actor_oysho: str = "datasaurus/oysho"
-    #: the actors' ``startUrls`` template ({brand} is replaced) and item cap
+    #: the actors' ``start_urls`` template ({brand} is replaced) and item cap: the actor input's
+    #: ``max_results`` and the run's ``maxItems`` (what a pay-per-result actor may charge for)
     apify_start_url: str = "https://www.{brand}.com/kz/en/"
     apify_max_items: int = Field(default=20000, ge=1)
     #: memory (MB) the actor run gets on Apify; 0 = the actor's default
     apify_run_memory_mb: int = Field(default=0, ge=0)
-    #: how long a run may take before the collector gives up (and records the failure)
+    #: how long a run may take: the run's ``timeout`` on Apify, and how long the collector waits
+    #: before it aborts the run and records the failure
     apify_run_timeout_s: int = Field(default=4 * 3600, ge=10)
+    #: a run start whose answer was lost is looked for this long among the actor's runs
+    apify_start_lookup_s: float = Field(default=30.0, ge=0)
+    #: the lookup lists runs started since this many seconds before the start request (clock skew
+    #: between this host and Apify)
+    apify_start_clock_skew_s: int = Field(default=120, ge=0)
     #: seconds one "wait for finish" poll blocks on Apify's side (API maximum 60)
     apify_wait_poll_s: int = Field(default=60, ge=0, le=60)
     #: dataset items per page (one staging transaction per page)

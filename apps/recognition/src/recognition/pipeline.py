@@ -7,8 +7,10 @@
    (``AVAILABILITY_WINDOW``) non-empty row; fewer than ``MIN_CANDIDATES`` left → one re-query with
    ``requery_top_k`` and the Ximilar booster forced, filtered again.
 4. **tag** — llm-reranker ``/tag`` (style, occasion, brand_style, season) and, per
-   ``TAGGING_MODE``, ximilar-gw ``/tag`` (always | on_demand: top score < CONFIDENCE_HIGH | off),
-   in parallel.
+   ``TAGGING_MODE`` (always | on_demand: top score < CONFIDENCE_HIGH | off), Ximilar's attributes
+   (type, color, material, pattern): a detected item already has them (ximilar-gw ``/detect``
+   passes on the tags Ximilar's detect_tags gave each object), so only an item without them (the
+   whole-photo fallback) costs a ximilar-gw ``/tag`` call; the calls run in parallel.
 5. **rerank** — llm-reranker ``/rerank`` of the top ``rerank_top_k``; then the bands: > 0.85 exact
    (top 1), 0.5-0.85 similar (top 3-5), < 0.5 style (attribute fallback: SQL over ``products``).
 
@@ -115,7 +117,9 @@ class PipelineMetrics:
             multiprocess_mode=rate,
         )
         self.tagging_rate = metrics.gauge(
-            "used_ximilar_tagging_rate", "Share of requests that called Ximilar /tag.", multiprocess_mode=rate
+            "used_ximilar_tagging_rate",
+            "Share of requests that used Ximilar's fashion tags (from detection or a /tag call).",
+            multiprocess_mode=rate,
         )
         self.bands = metrics.counter("matches", "Items by result band.", ["band"])
 
@@ -395,16 +399,24 @@ class Pipeline:
 
         calls: list[Callable[[], Any]] = []
         plan: list[tuple[int, str]] = []
+        tags: list[dict[str, Any]] = [{} for _ in items]
+        used_ximilar = False
+        from_detect = 0
         for i, item in enumerate(items):
             calls.append(partial(self._call, self.llm, "/tag", {"url": item["crop_url"]}, dl))
             plan.append((i, "llm"))
-            if wants_ximilar(kept[i]):
+            if not wants_ximilar(kept[i]):
+                continue
+            detected = item.get("attributes")
+            if isinstance(detected, dict) and any(v is not None for v in detected.values()):
+                tags[i].update({k: v for k, v in detected.items() if v is not None})
+                used_ximilar = True
+                from_detect += 1
+            else:
                 calls.append(partial(self._call, self.gw, "/tag", {"url": item["crop_url"]}, dl))
                 plan.append((i, "ximilar"))
         answers = self._parallel(calls)
-        tags: list[dict[str, Any]] = [{} for _ in items]
         errors: list[str] = []
-        used_ximilar = False
         for (i, source), answer in zip(plan, answers, strict=True):
             if isinstance(answer, BaseException):
                 errors.append(f"{source}: {answer}"[:300])
@@ -413,16 +425,19 @@ class Pipeline:
                 used_ximilar = True
                 tags[i].update({k: v for k, v in answer.items() if k != "tags" and v is not None})
             else:
-                tags[i].update({k: v for k, v in answer.items() if v is not None})
+                # the LLM's context tags; Ximilar's attributes (from detection) win where both name one
+                tags[i] = {**{k: v for k, v in answer.items() if v is not None}, **tags[i]}
         if errors:
             self.m.errors.labels("tag").inc()
-        status = "failed" if len(errors) == len(calls) else ("degraded" if errors else "ok")
+        answered = len(calls) - len(errors) + from_detect
+        status = "failed" if not answered else ("degraded" if errors else "ok")
         steps.record(
             "tag",
             t,
             status,
             mode=mode,
             ximilar_calls=sum(1 for _, s in plan if s == "ximilar"),
+            ximilar_from_detect=from_detect,
             errors=errors,
         )
         return tags, used_ximilar

@@ -2,26 +2,34 @@
 Kazakhstan stores → ``raw_availability``.
 
 For each polled brand, every product seen in the last ``CLEANUP_RETENTION_DAYS`` whose photos did
-not fail is asked for once, for all stores together::
+not fail is asked for once per colour, for all stores together::
 
     GET {ZARA_API_BASE_URL}/LOMOServiciosRESTCommerce-ws/common/1/stock/campaign/{campaign}
-        /product/part-number/{part_number}?physicalStoreId=6643,9204,9073,16546&ajaxCall=true
+        /product/part-number/{reference}?physicalStoreId=6643,9204,9073,16546&ajaxCall=true
     → {"stocks": [{"physicalStoreId": 6643, "sizeStocks": [{"sizeId": 3, "size": "M", "quantity": 2}]}]}
 
-Each (product, store) gets one row per UTC day, upserted with the sizes in stock (``[]`` = none);
-``fetched_at`` is the poll time. The part number is ``raw_data->>'partNumber'`` when the collector
-recorded one, else the external id. A product whose request fails (after retries) or whose answer is
-malformed is counted as an error and keeps its previous rows; ``availability_poll_success`` is 0 when
-more than ``POLL_MAX_ERROR_RATIO`` of the products failed or the poll could not run.
+The endpoint is keyed by the colour's 11-digit reference (section, model, quality and colour:
+``05584361800``), not by the 9-digit product id, and the campaign is the one of that reference
+(``-V2024``), not the calendar's. Both come from the product's ``raw_data`` as Apify delivered it
+(:func:`colour_references`): a colour's own ``reference`` (``C05584361800000-V2024`` in Zara's
+product JSON), else the product ``reference`` (``05584361-V2024``) followed by the colour id
+(``800``). Public store-stock scrapers build the same request (part number and campaign from the
+product's ``-``-suffixed reference).
+
+Each (product, store) gets one row per UTC day, upserted with the sizes in stock over all colours
+(``[]`` = none; each size names its ``colour`` and ``reference``); ``fetched_at`` is the poll time. A
+product without a usable reference, or one of whose colour requests fails (after retries) or answers
+malformed, is counted as an error and keeps its previous rows; ``availability_poll_success`` is 0
+when more than ``POLL_MAX_ERROR_RATIO`` of the products failed or the poll could not run.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -33,7 +41,9 @@ from unde_common.http import ProviderError
 log = logging.getLogger(__name__)
 
 PRODUCTS = """
-SELECT external_id, COALESCE(NULLIF(raw_data->>'partNumber', ''), external_id) AS part_number
+SELECT external_id,
+       jsonb_build_object('reference', raw_data->'reference', 'colorsSizesImagesJSON',
+                          raw_data->'colorsSizesImagesJSON', 'detail', raw_data->'detail') AS raw
 FROM raw_products
 WHERE brand = %s AND image_status <> 'error' AND scraped_at > now() - make_interval(days => %s)
 ORDER BY id
@@ -66,12 +76,47 @@ class PollSummary:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
 
-def campaign(rt: Runtime, now: datetime | None = None) -> str:
-    """The Inditex campaign code: ``V<year>`` January-June, ``I<year>`` July-December."""
-    if rt.settings.zara_campaign:
-        return rt.settings.zara_campaign
-    now = now or datetime.now(UTC)
-    return f"{'V' if now.month <= 6 else 'I'}{now.year}"
+_PRODUCT_REFERENCE = re.compile(r"^(\d{8})-([A-Z]\d{4})$")
+_COLOUR_REFERENCE = re.compile(r"^C?(\d{11})\d*-([A-Z]\d{4})$")
+
+
+@dataclass(frozen=True)
+class ColourRef:
+    """One colour's stock key: the 11-digit reference, its campaign and the colour's name."""
+
+    reference: str
+    campaign: str
+    colour: str | None
+
+
+def colour_references(raw: Any) -> list[ColourRef]:
+    """The stock keys of a product's colours from its Apify item (``colorsSizesImagesJSON``, or
+    ``detail.colors`` in Zara's product JSON); [] when none can be derived."""
+    if not isinstance(raw, dict):
+        return []
+    colours = raw.get("colorsSizesImagesJSON")
+    detail: dict[str, Any] = raw["detail"] if isinstance(raw.get("detail"), dict) else {}
+    if not isinstance(colours, list):
+        colours = detail.get("colors")
+    if not isinstance(colours, list):
+        return []
+    product = _PRODUCT_REFERENCE.match(str(raw.get("reference") or detail.get("reference") or ""))
+    refs: list[ColourRef] = []
+    for colour in colours:
+        if not isinstance(colour, dict):
+            continue
+        name = colour.get("name") if isinstance(colour.get("name"), str) else None
+        own = _COLOUR_REFERENCE.match(str(colour.get("reference") or ""))
+        colour_id = str(colour.get("id") or "")
+        if own is not None:
+            ref = ColourRef(own.group(1), own.group(2), name)
+        elif product is not None and colour_id.isdigit() and len(colour_id) <= 3:
+            ref = ColourRef(product.group(1) + colour_id.zfill(3), product.group(2), name)
+        else:
+            continue
+        if all(r.reference != ref.reference for r in refs):
+            refs.append(ref)
+    return refs
 
 
 def parse_stock(answer: Any, stores: list[int]) -> dict[int, list[dict[str, Any]]]:
@@ -106,22 +151,34 @@ def parse_stock(answer: Any, stores: list[int]) -> dict[int, list[dict[str, Any]
     return result
 
 
-def fetch_stock(rt: Runtime, part_number: str, camp: str) -> dict[int, list[dict[str, Any]]]:
+def fetch_stock(rt: Runtime, ref: ColourRef) -> dict[int, list[dict[str, Any]]]:
+    """Sizes in stock of one colour per configured store."""
     s = rt.settings
-    path = s.zara_stock_path.format(campaign=camp, part_number=part_number)
+    path = s.zara_stock_path.format(campaign=ref.campaign, reference=ref.reference)
     params = {"physicalStoreId": ",".join(str(x) for x in s.kz_zara_stores), "ajaxCall": "true"}
     try:
         answer = rt.zara.get_json(path, params=params)
     except ProviderError as exc:
-        raise StockError(str(exc)) from exc
+        raise StockError(f"{ref.reference}-{ref.campaign}: {exc}") from exc
     return parse_stock(answer, list(s.kz_zara_stores))
 
 
-def _one(
-    rt: Runtime, product: dict[str, Any], camp: str
-) -> tuple[dict[int, list[dict[str, Any]]] | None, str | None]:
+def product_stock(rt: Runtime, raw: Any) -> dict[int, list[dict[str, Any]]]:
+    """Sizes in stock of every colour of a product per configured store, each size tagged with its
+    colour and reference."""
+    refs = colour_references(raw)
+    if not refs:
+        raise StockError("no colour reference in raw_data (reference / colorsSizesImagesJSON)")
+    result: dict[int, list[dict[str, Any]]] = {store: [] for store in rt.settings.kz_zara_stores}
+    for ref in refs:
+        for store, sizes in fetch_stock(rt, ref).items():
+            result[store].extend({**size, "colour": ref.colour, "reference": ref.reference} for size in sizes)
+    return result
+
+
+def _one(rt: Runtime, product: dict[str, Any]) -> tuple[dict[int, list[dict[str, Any]]] | None, str | None]:
     try:
-        return fetch_stock(rt, product["part_number"], camp), None
+        return product_stock(rt, product["raw"]), None
     except StockError as exc:
         return None, f"{product['external_id']}: {exc}"
     except Exception as exc:  # a bug must not stop the whole poll
@@ -134,20 +191,19 @@ def poll(rt: Runtime) -> PollSummary:
     s = rt.settings
     summary = PollSummary()
     t0 = time.monotonic()
-    camp = campaign(rt)
     try:
         with rt.connect() as conn, ThreadPoolExecutor(s.poll_concurrency, "stock") as pool:
             log_row = conn.execute(
                 "INSERT INTO scraper_logs (scraper_name, status, started_at, metadata) "
                 "VALUES ('availability_poll', 'running', now(), %s) RETURNING id",
-                (Jsonb({"campaign": camp, "stores": list(s.kz_zara_stores)}),),
+                (Jsonb({"stores": list(s.kz_zara_stores)}),),
             ).fetchone()
             assert log_row is not None
             for brand in s.availability_brands:
                 products = conn.execute(PRODUCTS, (brand, s.cleanup_retention_days)).fetchall()
                 for start in range(0, len(products), s.poll_chunk_size):
                     chunk = products[start : start + s.poll_chunk_size]
-                    results = list(pool.map(_one, [rt] * len(chunk), chunk, [camp] * len(chunk)))
+                    results = list(pool.map(_one, [rt] * len(chunk), chunk))
                     with conn.transaction(), conn.cursor() as cur:
                         rows: list[tuple[str, int, str, Jsonb]] = []
                         for product, (stock, error) in zip(chunk, results, strict=True):

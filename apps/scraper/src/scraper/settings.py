@@ -36,12 +36,11 @@ class ScraperSettings(CeleryWorkerSettings, DbPoolSettings, HttpClientSettings):
 
     #: Inditex mobile REST API used for per-store stock (the "Zara mobile API")
     zara_api_base_url: HttpUrl = HttpUrl("https://itxrest.inditex.com")
-    #: per-product stock in the given physical stores ({campaign}, {part_number} are filled in)
+    #: per-colour stock in the given physical stores: {reference} is the colour's 11-digit
+    #: reference, {campaign} that reference's campaign (``V2026`` spring/summer, ``I2026`` autumn/winter)
     zara_stock_path: str = (
-        "/LOMOServiciosRESTCommerce-ws/common/1/stock/campaign/{campaign}/product/part-number/{part_number}"
+        "/LOMOServiciosRESTCommerce-ws/common/1/stock/campaign/{campaign}/product/part-number/{reference}"
     )
-    #: Inditex campaign code (``V2026`` spring/summer, ``I2026`` autumn/winter); empty = by the date
-    zara_campaign: str = ""
     zara_user_agent: str = "ZaraApp/15.10.0"
     #: Kazakhstan Zara stores polled for availability
     kz_zara_stores: CommaIntList = Field(default_factory=lambda: [6643, 9204, 9073, 16546])

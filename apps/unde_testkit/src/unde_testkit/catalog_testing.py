@@ -7,10 +7,11 @@ imported by app code.
 - :func:`migrated_database` — ``files/sql/<schema>`` applied by the postgresql role's
   ``unde_sql_migrate`` runner (:func:`unde_testkit.testing_sql.migrate_database`)
 - :func:`login_dsn` — a LOGIN user that is a member of the migration's group role(s)
-- :class:`ApifySimulator` — Apify API v2 (actor runs, run status, dataset pages)
+- :class:`ApifySimulator` — Apify API v2 (actor runs, run listing, status, abort, dataset pages)
 - :class:`ImageHostSimulator` — brand image CDN: ``/img/{fault}/{name}.jpg?w=&h=``
-- :class:`XimilarSimulator` — Ximilar collection insert
-- :class:`ZaraSimulator` — Inditex mobile API per-product store stock
+- :class:`XimilarSimulator` — the strict Ximilar simulator with the catalog tests' token/collection
+- :class:`ZaraSimulator` — Inditex mobile API per-colour store stock
+- :func:`apify_item` / :func:`zara_item` — dataset items in the brands' actor shapes
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ import contextlib
 import hashlib
 import io
 import itertools
+import json
 import re
 import subprocess
 import sys
 import threading
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -35,19 +39,23 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from unde_testkit import recognition_simulators
 from unde_testkit.loaders import repo_root
 from unde_testkit.testing import PostgresHandle
 from unde_testkit.testing_sql import migrate_database as migrated_database
 
 __all__ = [
+    "ZARA_TEST_CAMPAIGN",
     "ApifySimulator",
     "ImageHostSimulator",
     "XimilarSimulator",
     "ZaraSimulator",
+    "apify_item",
     "jpeg_bytes",
     "login_dsn",
     "migrated_database",
     "repo_root",
+    "zara_item",
 ]
 
 
@@ -193,168 +201,419 @@ class ImageHostSimulator:
         await send({"type": "http.response.body", "body": body})
 
 
+def _apify_error(status: int, kind: str, message: str) -> JSONResponse:
+    """Apify's error body: ``{"error": {"type", "message"}}`` (openapi components/responses)."""
+    return JSONResponse({"error": {"type": kind, "message": message}}, status)
+
+
+def _apify_number(value: str | None, what: str, *, minimum: float = 0) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"Parameter '{what}' must be a number") from None
+    if number < minimum:
+        raise ValueError(f"Parameter '{what}' must be at least {minimum:g}")
+    return number
+
+
+def _apify_flag(value: str | None) -> bool:
+    return (value or "").lower() in {"1", "true"}
+
+
+def _apify_now() -> str:
+    moment = datetime.now(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+class _DroppedResponse(Response):
+    """A response cut after its first bytes: the connection closes, the client never sees a status
+    line's body (what a lost answer looks like to it)."""
+
+    async def __call__(self, scope: Any, receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"4096")]
+        await send({"type": "http.response.start", "status": 201, "headers": headers})
+        await send({"type": "http.response.body", "body": b'{"data": {"id": "', "more_body": True})
+        raise RuntimeError("simulated connection drop")  # uvicorn closes the connection mid-body
+
+
 class ApifySimulator:
-    """Apify API v2: ``POST /v2/acts/{actor}/runs``, ``GET /v2/actor-runs/{id}``,
-    ``GET /v2/datasets/{id}/items``. ``datasets[actor]`` = the items a run of that actor yields.
+    """Apify API v2 (OpenAPI in github.com/apify/apify-docs, apify-api/openapi/paths/):
+    ``POST /v2/acts/{actor}/runs``, ``GET /v2/acts/{actor}/runs``, ``GET /v2/actor-runs/{id}``,
+    ``POST /v2/actor-runs/{id}/abort``, ``GET /v2/datasets/{id}/items``.
+    ``datasets[actor]`` = the rows a run of that actor yields (``{}`` rows are empty items, keys
+    starting with ``#`` hidden fields).
+
+    Strict like the real API: ``Authorization: Bearer`` checked (401 ``invalid-token``); an actor
+    with no dataset is unknown (404 ``record-not-found``); run options ``timeout`` / ``maxItems`` /
+    ``memory`` (a power of 2, at least 128) and ``waitForFinish`` (at most 60) validated (400
+    ``invalid-input``); the run records its options, input, ``startedAt`` and ``meta.userAgent``
+    (the start request's User-Agent). Dataset pages apply ``offset``/``limit`` to the rows first and
+    ``clean`` / ``skipEmpty`` / ``skipHidden`` afterwards, so a filtered page may be short or empty
+    in the middle of the dataset; ``X-Apify-Pagination-Offset/-Limit/-Count/-Total`` come with it
+    (``Count`` = rows scanned, apify-client-python#1058). No ``limit`` = the rest of the dataset.
 
     Faults (attributes): ``start_status`` (HTTP status for run starts, 0 = normal),
-    ``final_status[actor]`` (e.g. ``FAILED``), ``running_polls`` (status polls answered RUNNING
-    before the final status), ``page_faults`` (list consumed one per dataset request: ``None``,
-    ``429``, ``500``, ``malformed``)."""
+    ``start_fault`` (``drop``: the run starts, then the connection drops before the answer;
+    ``slow``: the run starts, the answer comes after ``start_delay_s``), ``list_lag`` (run listings
+    that do not show runs yet), ``final_status[actor]`` (e.g. ``FAILED``), ``running_polls``
+    (status polls answered RUNNING before the final status; -1 = forever), ``page_faults`` (list
+    consumed one per dataset request: ``None``, ``429``, ``500``, ``malformed``).
+    ``requests`` records every request (method, path, query, json, user_agent);
+    :meth:`answer_next` replays a given answer (a documented example) on a route instead."""
 
     def __init__(self, token: str = "apify-test-token") -> None:  # noqa: S107
         self.token = token
         self.datasets: dict[str, list[Any]] = {}
         self.final_status: dict[str, str] = {}
         self.start_status = 0
+        self.start_fault = ""
+        self.start_delay_s = 5.0
+        self.list_lag = 0
         self.running_polls = 1
         self.page_faults: list[str | None] = []
         self.runs: dict[str, dict[str, Any]] = {}
         self.started: list[str] = []
+        self.aborted: list[str] = []
         self.item_requests: list[dict[str, str]] = []
+        self.requests: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
         self._polls: defaultdict[str, int] = defaultdict(int)
+        self._canned: defaultdict[str, list[tuple[int, Any, dict[str, str]]]] = defaultdict(list)
         self.app = Starlette(
             routes=[
                 Route("/v2/acts/{actor}/runs", self.start, methods=["POST"]),
+                Route("/v2/acts/{actor}/runs", self.list_runs, methods=["GET"]),
                 Route("/v2/actor-runs/{run_id}", self.run_status),
+                Route("/v2/actor-runs/{run_id}/abort", self.abort, methods=["POST"]),
                 Route("/v2/datasets/{dataset_id}/items", self.items),
             ]
         )
 
+    def answer_next(
+        self, route: str, status: int, body: Any, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """The next request on ``route`` (``start``, ``list_runs``, ``run_status``, ``abort``,
+        ``items``) gets this answer (after the token check), whatever it asks."""
+        self._canned[route].append((status, body, dict(headers or {})))
+
+    def _replay(self, route: str) -> Response | None:
+        if not self._canned[route]:
+            return None
+        status, body, headers = self._canned[route].pop(0)
+        return JSONResponse(body, status, headers=headers)
+
+    def reset(self) -> None:
+        """Forget runs, requests, faults and canned answers (datasets stay)."""
+        self._canned.clear()
+        self.runs.clear()
+        self._polls.clear()
+        self.final_status.clear()
+        self.page_faults.clear()
+        self.start_status, self.start_fault, self.list_lag, self.running_polls = 0, "", 0, 1
+        self.started.clear()
+        self.aborted.clear()
+        self.item_requests.clear()
+        self.requests.clear()
+
+    async def _record(self, request: Request) -> Any:
+        body = await request.body()
+        payload = None
+        if body:
+            try:
+                payload = json.loads(body)
+            except ValueError:
+                payload = body.decode(errors="replace")
+        self.requests.append(
+            {
+                "method": request.method,
+                "path": request.url.path,
+                "query": dict(request.query_params),
+                "json": payload,
+                "user_agent": request.headers.get("user-agent"),
+            }
+        )
+        return payload
+
     def _auth(self, request: Request) -> Response | None:
         if request.headers.get("authorization") != f"Bearer {self.token}":
-            return JSONResponse({"error": {"type": "token-not-valid", "message": "bad token"}}, 401)
+            return _apify_error(401, "invalid-token", "Authentication token is not valid.")
         return None
 
+    @staticmethod
+    def _short(run: dict[str, Any]) -> dict[str, Any]:
+        keys = ("id", "actId", "status", "startedAt", "finishedAt", "buildId", "meta")
+        return {k: run.get(k) for k in keys} | {
+            "usageTotalUsd": 0.0,
+            "defaultKeyValueStoreId": f"kvs-{run['id']}",
+            "defaultDatasetId": run["defaultDatasetId"],
+            "defaultRequestQueueId": f"rq-{run['id']}",
+        }
+
+    @staticmethod
+    def _public(run: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in run.items() if k != "input"}
+
     async def start(self, request: Request) -> Response:
+        payload = await self._record(request)
         if (denied := self._auth(request)) is not None:
             return denied
+        if (canned := self._replay("start")) is not None:
+            return canned
         if self.start_status:
-            return JSONResponse(
-                {"error": {"type": "injected", "message": "start refused"}}, self.start_status
-            )
+            return _apify_error(self.start_status, "injected", "start refused")
         actor = request.path_params["actor"].replace("~", "/")
-        body = await request.json()
+        if actor not in self.datasets:
+            return _apify_error(404, "record-not-found", f"Actor {actor} was not found")
+        query = request.query_params
+        try:
+            timeout = _apify_number(query.get("timeout"), "timeout")
+            max_items = _apify_number(query.get("maxItems"), "maxItems")
+            memory = _apify_number(query.get("memory"), "memory", minimum=128)
+        except ValueError as exc:
+            return _apify_error(400, "invalid-input", str(exc))
+        if memory is not None and int(memory) & (int(memory) - 1):
+            return _apify_error(400, "invalid-input", "Parameter 'memory' must be a power of 2")
+        if not isinstance(payload, dict):
+            return _apify_error(
+                400, "invalid-input", "Invalid input: The request body contains invalid data."
+            )
         run_id = f"run{next(self._ids)}"
         run = {
             "id": run_id,
             "actId": actor,
             "status": "RUNNING",
+            "startedAt": _apify_now(),
+            "finishedAt": None,
+            "buildId": "build-test",
+            "meta": {"origin": "API", "userAgent": request.headers.get("user-agent")},
+            "options": {
+                "build": "latest",
+                "timeoutSecs": int(timeout) if timeout is not None else 3600,
+                "memoryMbytes": int(memory) if memory is not None else 1024,
+                "diskMbytes": 2048,
+                "maxItems": int(max_items) if max_items is not None else None,
+            },
             "defaultDatasetId": f"ds-{run_id}",
-            "input": body,
+            "input": payload,
         }
         self.runs[run_id] = run
         self.started.append(actor)
-        return JSONResponse({"data": {k: v for k, v in run.items() if k != "input"}}, 201)
+        if self.start_fault == "drop":
+            return _DroppedResponse()
+        if self.start_fault == "slow":
+            await asyncio.sleep(self.start_delay_s)
+        return JSONResponse({"data": self._public(run)}, 201)
 
-    async def run_status(self, request: Request) -> Response:
+    async def list_runs(self, request: Request) -> Response:
+        await self._record(request)
         if (denied := self._auth(request)) is not None:
             return denied
+        if (canned := self._replay("list_runs")) is not None:
+            return canned
+        actor = request.path_params["actor"].replace("~", "/")
+        if actor not in self.datasets:
+            return _apify_error(404, "record-not-found", f"Actor {actor} was not found")
+        query = request.query_params
+        try:
+            offset = int(_apify_number(query.get("offset"), "offset") or 0)
+            limit = int(_apify_number(query.get("limit"), "limit", minimum=1) or 1000)
+        except ValueError as exc:
+            return _apify_error(400, "invalid-input", str(exc))
+        runs = [r for r in self.runs.values() if r["actId"] == actor]
+        if self.list_lag > 0:
+            self.list_lag -= 1
+            runs = []
+        if after := query.get("startedAfter"):
+            runs = [r for r in runs if r["startedAt"] >= after]
+        if before := query.get("startedBefore"):
+            runs = [r for r in runs if r["startedAt"] <= before]
+        if status := query.get("status"):
+            runs = [r for r in runs if r["status"] in status.split(",")]
+        desc = _apify_flag(query.get("desc"))
+        runs.sort(key=lambda r: (r["startedAt"], r["id"]), reverse=desc)
+        page = [self._short(r) for r in runs[offset : offset + min(limit, 1000)]]
+        data = {"total": len(runs), "offset": offset, "limit": limit, "desc": desc, "count": len(page)}
+        return JSONResponse({"data": {**data, "items": page}})
+
+    async def run_status(self, request: Request) -> Response:
+        await self._record(request)
+        if (denied := self._auth(request)) is not None:
+            return denied
+        if (canned := self._replay("run_status")) is not None:
+            return canned
         run = self.runs.get(request.path_params["run_id"])
         if run is None:
-            return JSONResponse({"error": {"type": "record-not-found"}}, 404)
+            return _apify_error(404, "record-not-found", "Actor run was not found")
+        try:
+            wait = _apify_number(request.query_params.get("waitForFinish"), "waitForFinish")
+        except ValueError as exc:
+            return _apify_error(400, "invalid-input", str(exc))
+        if wait is not None and wait > 60:
+            return _apify_error(400, "invalid-input", "Parameter 'waitForFinish' must be at most 60")
         self._polls[run["id"]] += 1
-        if self._polls[run["id"]] > self.running_polls:
+        if run["status"] == "RUNNING" and 0 <= self.running_polls < self._polls[run["id"]]:
             run["status"] = self.final_status.get(run["actId"], "SUCCEEDED")
-        data = {k: v for k, v in run.items() if k != "input"}
+            run["finishedAt"] = _apify_now()
+        data = self._public(run)
         if run["status"] == "FAILED":
             data["statusMessage"] = "The actor crashed (injected)"
         return JSONResponse({"data": data})
 
-    async def items(self, request: Request) -> Response:
+    async def abort(self, request: Request) -> Response:
+        await self._record(request)
         if (denied := self._auth(request)) is not None:
             return denied
+        if (canned := self._replay("abort")) is not None:
+            return canned
+        run = self.runs.get(request.path_params["run_id"])
+        if run is None:
+            return _apify_error(404, "record-not-found", "Actor run was not found")
+        if run["status"] not in {"SUCCEEDED", "FAILED", "TIMED-OUT", "ABORTED"}:
+            run["status"], run["finishedAt"] = "ABORTED", _apify_now()
+            run["statusMessage"] = "Actor was aborted"
+            self.aborted.append(run["id"])
+        return JSONResponse({"data": self._public(run)})
+
+    async def items(self, request: Request) -> Response:
+        await self._record(request)
+        if (denied := self._auth(request)) is not None:
+            return denied
+        if (canned := self._replay("items")) is not None:
+            return canned
         self.item_requests.append(dict(request.query_params))
         fault = self.page_faults.pop(0) if self.page_faults else None
         if fault == "429":
-            return JSONResponse({"error": {"type": "rate-limit-exceeded"}}, 429, headers={"Retry-After": "1"})
+            return JSONResponse(
+                {"error": {"type": "rate-limit-exceeded", "message": "You have exceeded the rate limit."}},
+                429,
+                headers={"Retry-After": "1"},
+            )
         if fault == "500":
-            return JSONResponse({"error": {"type": "internal"}}, 500)
+            return _apify_error(500, "internal-server-error", "Internal server error")
         if fault == "malformed":
             return Response(b'[{"id": 1, "name": "trunc', media_type="application/json")
         dataset_id = request.path_params["dataset_id"]
         run = next((r for r in self.runs.values() if r["defaultDatasetId"] == dataset_id), None)
         if run is None:
-            return JSONResponse({"error": {"type": "record-not-found"}}, 404)
-        items = self.datasets.get(run["actId"], [])
-        offset = int(request.query_params.get("offset", 0))
-        limit = int(request.query_params.get("limit", 1000))
-        page = items[offset : offset + limit]
-        headers = {"X-Apify-Pagination-Total": str(len(items)), "X-Apify-Pagination-Offset": str(offset)}
+            return _apify_error(404, "record-not-found", "Dataset was not found")
+        query = request.query_params
+        if query.get("format", "json") != "json":
+            return _apify_error(400, "invalid-input", "Only format=json is simulated")
+        try:
+            offset = int(_apify_number(query.get("offset"), "offset") or 0)
+            limit_value = _apify_number(query.get("limit"), "limit")
+        except ValueError as exc:
+            return _apify_error(400, "invalid-input", str(exc))
+        rows = self.datasets.get(run["actId"], [])
+        window = rows[offset:] if limit_value is None else rows[offset : offset + int(limit_value)]
+        clean = _apify_flag(query.get("clean"))
+        skip_hidden = clean or _apify_flag(query.get("skipHidden"))
+        skip_empty = clean or _apify_flag(query.get("skipEmpty"))
+        page = []
+        for row in window:  # the filters run after offset/limit, as Apify's do
+            if skip_hidden and isinstance(row, dict):
+                row = {k: v for k, v in row.items() if not str(k).startswith("#")}
+            if skip_empty and (row == {} or row is None):
+                continue
+            page.append(row)
+        headers = {
+            "X-Apify-Pagination-Offset": str(offset),
+            "X-Apify-Pagination-Limit": str(int(limit_value) if limit_value is not None else len(window)),
+            "X-Apify-Pagination-Count": str(len(window)),
+            "X-Apify-Pagination-Total": str(len(rows)),
+        }
         return JSONResponse(page, headers=headers)
 
 
-class XimilarSimulator:
-    """Ximilar collection API: ``POST {insert_path}`` with ``Authorization: Token`` and
-    ``collection-id``. ``records[_id]`` holds what was inserted. ``faults[sku]`` makes requests
-    carrying that sku fail: ``500``, ``429`` (once, Retry-After 1), ``malformed``, ``refuse`` (the
-    first record answered 400), ``slow`` (answers after 3 s)."""
+class XimilarSimulator(recognition_simulators.XimilarSimulator):
+    """The strict Ximilar simulator (:class:`unde_testkit.recognition_simulators.XimilarSimulator`:
+    collection insert / delete / visualKNN / allRecords of one service, tagging) with the token and
+    collection the catalog tests use. ``records[_id]`` holds what was inserted;
+    ``record_faults[sku]`` makes an insert carrying that sku fail."""
 
     def __init__(self, token: str = "ximilar-test-token", collection: str = "coll-test") -> None:  # noqa: S107
-        self.token = token
-        self.collection = collection
-        self.records: dict[str, dict[str, Any]] = {}
-        self.faults: dict[str, str] = {}
-        self.requests = 0
-        self._seen_429: set[str] = set()
-        self._lock = threading.Lock()
-        self.app = Starlette(routes=[Route("/similarity/photos/v2/insert", self.insert, methods=["POST"])])
+        super().__init__(token=token, collection_id=collection)
 
-    async def insert(self, request: Request) -> Response:
-        if request.headers.get("authorization") != f"Token {self.token}":
-            return JSONResponse({"detail": "Invalid token."}, 401)
-        if request.headers.get("collection-id") != self.collection:
-            return JSONResponse({"detail": "Unknown collection."}, 400)
-        body = await request.json()
-        records = body.get("records") or []
-        with self._lock:
-            self.requests += 1
-        sku = records[0].get("sku_id") if records else None
-        fault = self.faults.get(str(sku))
-        if fault == "500":
-            return JSONResponse({"status": {"code": 500, "text": "Internal Server Error"}}, 500)
-        if fault == "429" and sku not in self._seen_429:
-            self._seen_429.add(str(sku))
-            return JSONResponse({"detail": "Request was throttled."}, 429, headers={"Retry-After": "1"})
-        if fault == "malformed":
-            return Response(b'{"records": [{"_id"', media_type="application/json")
-        if fault == "slow":
-            await asyncio.sleep(3)
-        out = []
-        for i, rec in enumerate(records):
-            if fault == "refuse" and i == 0:
-                out.append(
-                    {"_id": rec.get("_id"), "_status": {"code": 400, "text": "Image could not be downloaded"}}
-                )
-                continue
-            with self._lock:
-                self.records[str(rec["_id"])] = rec
-            out.append({"_id": rec["_id"], "_status": {"code": 201, "text": "CREATED"}})
-        return JSONResponse({"records": out, "status": {"code": 200, "text": "OK"}, "statistics": {}})
+
+#: the campaign of the Zara test items (``V`` spring/summer, ``I`` autumn/winter, then the year)
+ZARA_TEST_CAMPAIGN = "V2026"
+_ZARA_REFERENCE = re.compile(r"^(\d{8})-([A-Z]\d{4})$")
 
 
 class ZaraSimulator:
-    """Inditex mobile API stock: ``GET /LOMOServiciosRESTCommerce-ws/common/1/stock/campaign/{c}/
-    product/part-number/{pn}?physicalStoreId=a,b``. ``stock[pn] = {store_id: {size: quantity}}``;
-    ``faults[pn]``: ``500``, ``429`` (once), ``malformed``, ``404``, ``badshape``."""
+    """Inditex mobile API per-store stock (the unofficial ``itxrest`` endpoint public store-stock
+    scrapers call)::
+
+        GET /LOMOServiciosRESTCommerce-ws/common/1/stock/campaign/{campaign}/product/part-number/
+            {reference}?physicalStoreId=a,b&ajaxCall=true
+        → {"stocks": [{"physicalStoreId": 6643, "sizeStocks": [{"sizeId", "size", "quantity"}]}]}
+
+    keyed by the 11-digit colour reference (model, quality, colour: ``05584361800``) and the
+    campaign of that reference (``V2024``). ``stock[reference] = {store_id: {size: quantity}}``,
+    ``campaigns[reference]`` (default :data:`ZARA_TEST_CAMPAIGN`). Strict: a part number that is not
+    11 digits (a 9-digit product id, a 13-digit size reference), an unknown reference or another
+    campaign answer 404; no ``physicalStoreId`` answers 400.
+    ``faults[reference]``: ``500``, ``429`` (once), ``malformed``, ``404``, ``badshape``.
+    ``requests`` records ``(campaign, part number, physicalStoreId)``, ``calls`` each request's
+    method, path, query and headers; ``canned`` answers (status, JSON) replace the next answers."""
 
     def __init__(self) -> None:
         self.stock: dict[str, Mapping[int, Mapping[str, int]]] = {}
+        self.canned: list[tuple[int, Any]] = []
+        self.calls: list[dict[str, Any]] = []
+        self.campaigns: dict[str, str] = {}
         self.faults: dict[str, str] = {}
         self.requests: list[tuple[str, str, str]] = []
         self._seen_429: set[str] = set()
         path = "/LOMOServiciosRESTCommerce-ws/common/1/stock/campaign/{campaign}/product/part-number/{pn}"
         self.app = Starlette(routes=[Route(path, self.stock_of)])
 
+    def reset(self) -> None:
+        self.canned.clear()
+        self.calls.clear()
+        self.stock.clear()
+        self.campaigns.clear()
+        self.faults.clear()
+        self.requests.clear()
+        self._seen_429.clear()
+
+    def stock_item(
+        self, item: Mapping[str, Any], stock: Mapping[str, Mapping[int, Mapping[str, int]]]
+    ) -> None:
+        """Stock a Zara dataset item (:func:`apify_item`): ``stock[colour id] = {store: {size: qty}}``;
+        the item's other colours are known with no stock."""
+        match = _ZARA_REFERENCE.match(str(item["reference"]))
+        assert match is not None, item["reference"]
+        for colour in item["colorsSizesImagesJSON"]:
+            reference = match.group(1) + str(colour["id"]).zfill(3)
+            self.stock[reference] = stock.get(str(colour["id"]), {})
+            self.campaigns[reference] = match.group(2)
+
     async def stock_of(self, request: Request) -> Response:
         pn = request.path_params["pn"]
-        stores = request.query_params.get("physicalStoreId", "")
-        self.requests.append((request.path_params["campaign"], pn, stores))
+        campaign = request.path_params["campaign"]
+        stores = request.query_params.get("physicalStoreId")
+        self.requests.append((campaign, pn, stores or ""))
+        self.calls.append(
+            {
+                "method": request.method,
+                "path": request.url.path,
+                "query": dict(request.query_params),
+                "headers": {k: request.headers.get(k) for k in ("user-agent", "accept")},
+            }
+        )
+        if self.canned:
+            status, body = self.canned.pop(0)
+            return JSONResponse(body, status)
+        if not stores:
+            return JSONResponse({"error": "physicalStoreId is required"}, 400)
         fault = self.faults.get(pn)
         if fault == "500":
             return JSONResponse({"error": "internal"}, 500)
-        if fault == "404":
+        known = re.fullmatch(r"\d{11}", pn) and pn in self.stock
+        if fault == "404" or not known or self.campaigns.get(pn, ZARA_TEST_CAMPAIGN) != campaign:
             return JSONResponse({"error": "not found"}, 404)
         if fault == "429" and pn not in self._seen_429:
             self._seen_429.add(pn)
@@ -363,7 +622,7 @@ class ZaraSimulator:
             return Response(b'{"stocks": [', media_type="application/json")
         if fault == "badshape":
             return JSONResponse({"stocks": [{"physicalStoreId": 6643}]})
-        wanted = {int(x) for x in stores.split(",") if x}
+        wanted = {int(x) for x in stores.split(",") if x.strip().isdigit()}
         stocks = [
             {
                 "physicalStoreId": store,
@@ -372,10 +631,10 @@ class ZaraSimulator:
                     for i, (size, qty) in enumerate(sizes.items())
                 ],
             }
-            for store, sizes in self.stock.get(pn, {}).items()
+            for store, sizes in self.stock[pn].items()
             if store in wanted
         ]
-        return JSONResponse({"stocks": stocks, "productId": pn})
+        return JSONResponse({"stocks": stocks})
 
 
 def run_worker_process(args: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
@@ -383,28 +642,64 @@ def run_worker_process(args: Sequence[str], env: Mapping[str, str]) -> subproces
     return subprocess.Popen([sys.executable, *args], env=dict(env))
 
 
+def zara_item(
+    external_id: str,
+    images: Sequence[str],
+    colours: Sequence[tuple[str, str]] = (("800", "BLACK"), ("401", "NAVY")),
+    campaign: str = ZARA_TEST_CAMPAIGN,
+) -> dict[str, Any]:
+    """A ``datasaurus/zara`` dataset item: the fields of the actor's output (``id``, ``reference``,
+    ``price`` in minor units, ``colorsSizesImagesJSON`` per colour with ``xmedia`` URLs and
+    ``sizes``). ``images`` are the first colour's photos; ``reference`` is ``0`` + seven digits
+    taken from ``external_id`` (its trailing digits, else a checksum) + ``-`` + ``campaign``."""
+    digits = re.sub(r"\D", "", external_id)
+    model = (digits[-7:] if digits else f"{zlib.crc32(external_id.encode()) % 10**7}").zfill(7)
+    entries = []
+    for n, (colour_id, name) in enumerate(colours):
+        photos = list(images) if n == 0 else [f"{u}&colour={colour_id}" for u in images]
+        entries.append(
+            {
+                "id": colour_id,
+                "name": name,
+                "productId": f"{external_id}{n + 1}",
+                "xmedia": photos,
+                "sizes": [
+                    {
+                        "name": size,
+                        "sku": f"{external_id}{n + 1}{i}",
+                        "availability": "in_stock",
+                        "price": 1599000,
+                    }
+                    for i, size in enumerate(("S", "M"), 1)
+                ],
+            }
+        )
+    return {
+        "id": external_id,
+        "reference": f"0{model}-{campaign}",
+        "displayReference": f"{model[:4]}/{model[4:]}",
+        "brand": "Zara",
+        "name": f"Dress {external_id}",
+        "description": "Midi dress",
+        "price": 1599000,  # tiyn
+        "category": "woman-dresses",
+        "colors": ", ".join(name for _, name in colours),
+        "sizes": "S, M",
+        "detailedComposition": {
+            "parts": [
+                {"description": "OUTER SHELL", "components": [{"material": "linen", "percentage": "100%"}]}
+            ]
+        },
+        "colorsSizesImagesJSON": entries,
+        "productPage": f"https://www.zara.com/kz/en/dress-p{model}.html",
+    }
+
+
 def apify_item(brand: str, external_id: str, images: Sequence[str], **overrides: Any) -> dict[str, Any]:
     """A dataset item in the shape the brand's Apify actor returns (see ``apify.collectors``)."""
     item: dict[str, Any]
     if brand == "zara":
-        item = {
-            "productId": external_id,
-            "name": f"Dress {external_id}",
-            "description": "Midi dress",
-            "price": 1599000,  # tiyn
-            "currency": "KZT",
-            "familyName": "DRESSES",
-            "composition": "100% linen",
-            "detail": {
-                "colors": [
-                    {
-                        "name": "BLACK",
-                        "sizes": [{"name": "S"}, {"name": "M"}],
-                        "xmedia": [{"url": u} for u in images],
-                    }
-                ]
-            },
-        }
+        item = zara_item(external_id, images)
     elif brand == "massimodutti":
         item = {
             "reference": external_id,

@@ -184,7 +184,7 @@ def seed(
                     (c.sku, c.brand, url, literal),
                 )
             if ximilar is not None:
-                ximilar.add_record(c.image, sku_id=c.sku, brand=c.brand, name=c.name, image_urls=[url])
+                ximilar.add_record(c.image, sku_id=c.sku, brand=c.brand, name=c.name, _url=url)
     with psycopg.connect(staging_dsn) as conn:
         conn.execute("TRUNCATE raw_availability, raw_stores")
         conn.execute(
@@ -395,7 +395,7 @@ def lab_assets(out: Path, base_url: str, model: Path) -> None:
             )
         )
         records.append(
-            {"image": f"catalog/{c.sku}.png", "sku_id": c.sku, "brand": c.brand, "image_urls": [url]}
+            {"image": f"catalog/{c.sku}.png", "sku_id": c.sku, "brand": c.brand, "name": c.name, "_url": url}
         )
     street_photo().save(images / "street.png")
     scenario = {

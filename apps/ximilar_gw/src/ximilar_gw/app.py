@@ -2,9 +2,10 @@
 dual retrieval (spec 01).
 
 - ``POST /detect {"url"}`` → ``{"items": [{"crop_url", "bbox": [x1, y1, x2, y2], "category",
-  "confidence"}], "width", "height"}``; ``crop_url`` is the photo URL with a ``#xywh=`` region
-  (see :mod:`unde_common.images`). No objects → ``{"items": []}`` (200: an empty detection is an
-  answer, not an error).
+  "confidence", "tags", "attributes": {"type", "color", "material", "pattern"}}], "width",
+  "height"}``; ``crop_url`` is the photo URL with a ``#xywh=`` region (see
+  :mod:`unde_common.images`); ``tags`` are the ones Ximilar's detect_tags gave the object. No
+  objects → ``{"items": []}`` (200: an empty detection is an answer, not an error).
 - ``POST /tag {"url"}`` (a crop) → ``{"type", "color", "material", "pattern", "tags": {task: [...]}}``
 - ``POST /search {"crop_url", "category"?, "top_k"?, "force_booster"?}`` →
   ``{"candidates": [{"sku_id", "score", "brand", "image_urls", "metadata", "sources"}],

@@ -137,6 +137,7 @@ class Gateway:
                 self.ximilar_config,
                 token=s.ximilar_api_token.get_secret_value(),
                 collection_id=s.ximilar_collection_id,
+                service_path=s.ximilar_service_path,
                 limiter=self.limiter,
                 rate_limit_hits=self.metrics.rate_limit_hits,
                 limiter_wait_s=s.ximilar_rate_limit_wait_s,

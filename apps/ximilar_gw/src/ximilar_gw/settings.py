@@ -32,6 +32,11 @@ class XimilarGwSettings(HttpServiceSettings, DbPoolSettings, HttpClientSettings)
     ximilar_api_token: SecretStr
     ximilar_collection_id: str
     ximilar_base_url: HttpUrl = HttpUrl("https://api.ximilar.com")
+    #: the Ximilar visual-search service of the collection ximilar-sync fills (visualKNN lives
+    #: under it; a collection belongs to one service): Fashion Search
+    #: (https://docs.ximilar.com/visual-search/overview "Endpoints"); rendered by both roles from
+    #: group_vars ``unde_ximilar_service_path``
+    ximilar_service_path: str = Field(default="/similarity/fashion-new/v2", pattern=r"^/[\w./-]*[^/]$")
     #: embedder (10.1.0.15:8003) for pgvector kNN queries
     embedder_url: HttpUrl = HttpUrl("http://127.0.0.1")
     #: production DB, read-only kNN over sku_image_embeddings

@@ -33,13 +33,23 @@ class XimilarSyncSettings(CeleryWorkerSettings, DbPoolSettings, HttpClientSettin
     ximilar_api_token: SecretStr
     ximilar_collection_id: str
     ximilar_base_url: HttpUrl = HttpUrl("https://api.ximilar.com")
-    #: Ximilar similarity collection API: insert records (one record per image, ``_id`` + ``_url``)
-    ximilar_insert_path: str = "/similarity/photos/v2/insert"
+    #: the Ximilar visual-search service the collection belongs to (its insert, delete and
+    #: allRecords live under it); ximilar-gw searches the same service: a collection belongs to
+    #: one service. Fashion Search (https://docs.ximilar.com/visual-search/overview "Endpoints",
+    #: https://docs.ximilar.com/visual-search/fashion); rendered by both roles from
+    #: group_vars ``unde_ximilar_service_path``
+    ximilar_service_path: str = Field(default="/similarity/fashion-new/v2", pattern=r"^/[\w./-]*[^/]$")
+    #: records per insert request: Fashion Search takes at most 10
+    #: (https://docs.ximilar.com/services/fashion_search "Things to note")
+    ximilar_batch_records: int = Field(default=10, ge=1, le=10)
+    #: collection records listed per allRecords page when the weekly run looks for stale records
+    ximilar_page_size: int = Field(default=1000, ge=1, le=10000)
     #: products per run (ximilar_sync / ximilar_retry)
     batch_size: int = Field(default=1000, ge=1)
     #: products claimed (row-locked) and finished per transaction
     claim_chunk_size: int = Field(default=25, ge=1)
-    #: products sent to Ximilar in parallel (one insert request per product)
+    #: products sent to Ximilar in parallel (each product's records in insert requests of
+    #: ``ximilar_batch_records``)
     ximilar_concurrency: int = Field(default=4, ge=1, le=64)
     #: ximilar_retry gives up on a product after this many failed runs
     max_ximilar_attempts: int = Field(default=5, ge=1)

@@ -1,5 +1,7 @@
 """``POST /detect``: Ximilar's fashion detection; each object becomes a ``crop_url`` (the photo URL
-with a ``#xywh=`` region), its bbox, category and confidence."""
+with a ``#xywh=`` region), its bbox, category and confidence, and the tags ``detect_tags`` gave it
+(``tags``: {task: [{name, prob}]}, ``attributes``: type, color, material, pattern as ``/tag``
+answers them), so a detected item needs no second tagging call."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from fastapi import APIRouter
 from unde_common.images import jpeg_bytes
 from ximilar_gw.gateway import GatewayDep
 from ximilar_gw.routes import UrlBody
+from ximilar_gw.routes.tag import attributes
 
 router = APIRouter()
 
@@ -36,12 +39,16 @@ async def detect(body: UrlBody, gw: GatewayDep) -> Any:
             x2, y2 = min(image.width, x2), min(image.height, y2)
             if x2 - x1 < MIN_BOX_SIDE or y2 - y1 < MIN_BOX_SIDE:
                 continue
+            found = obj.get("_tags")
+            tags: dict[str, list[dict[str, Any]]] = found if isinstance(found, dict) else {}
             items.append(
                 {
                     "crop_url": ref.with_region((x1, y1, x2 - x1, y2 - y1)),
                     "bbox": [x1, y1, x2, y2],
                     "category": str(obj.get("name", "item")).lower(),
                     "confidence": round(prob, 4),
+                    "tags": tags,
+                    "attributes": attributes(tags),
                 }
             )
         return {"items": items, "width": image.width, "height": image.height}
