@@ -1,8 +1,11 @@
-"""llm-reranker against a Gemini simulator: /tag, /rerank (parallel calls, 0.7 visual + 0.3
-semantic), partial and total Gemini failures, bad input, cost metrics, /health and the entry point."""
+"""llm-reranker against a strict Gemini simulator: /tag, /rerank (parallel calls, 0.7 visual + 0.3
+semantic), partial and total Gemini failures, 429 RetryInfo waits, no repeat of a lost answer,
+shut-down model ids, thinking level and thought tokens in the cost, bad input, /health and the
+entry point."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +18,8 @@ from llm_reranker.settings import LlmRerankerSettings
 from unde_testkit.recognition_simulators import GeminiSimulator, ImageHost, solid_image
 from unde_testkit.recognition_testbed import serve_asgi
 from unde_testkit.testing import EnvWriter, EnvWriterFactory, assert_entry_point, assert_health_ok, free_port
+
+MODEL = LlmRerankerSettings.model_fields["gemini_model"].default
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +64,9 @@ def test_tag(client: TestClient, servers: tuple[GeminiSimulator, str, str]) -> N
     answer = client.post("/tag", json={"url": f"{images}/img/street.png#xywh=0,0,200,300"})
     assert answer.status_code == 200, answer.text
     assert answer.json() == gemini.context_tags
-    assert gemini.requests[-1] == ("generate", {"images": 1, "model": "gemini-2.5-flash"})
+    assert gemini.requests[-1] == ("generate", {"images": 1, "model": MODEL, "thinking_level": "minimal"})
+    config = gemini.calls[-1]["json"]["generationConfig"]
+    assert config == {"responseMimeType": "application/json", "thinkingConfig": {"thinkingLevel": "minimal"}}
 
 
 def test_rerank_combines_visual_and_semantic(
@@ -101,7 +108,7 @@ def test_a_failed_candidate_keeps_its_retrieval_score(
     gemini.fault("generate", "malformed")
     bad = client.post("/tag", json={"url": crop})
     assert bad.status_code == 502 and "malformed JSON" in bad.json()["detail"]
-    gemini.fault("generate", "503", times=1)
+    gemini.fault("generate", "503", times=1)  # UNAVAILABLE refuses the call: nothing billed, retried
     retried = client.post("/tag", json={"url": crop})
     assert retried.status_code == 200
 
@@ -132,8 +139,93 @@ def test_wrong_key_is_reported(servers: tuple[GeminiSimulator, str, str], write_
     write_env({"GEMINI_API_KEY": "wrong", "GEMINI_BASE_URL": g_url})
     with TestClient(create(LlmRerankerSettings.load())) as c:
         answer = c.post("/tag", json={"url": f"{images}/img/street.png"})
-    assert answer.status_code == 502 and "HTTP 403" in answer.json()["detail"]
+    # the real API answers a wrong key with 400 INVALID_ARGUMENT (API_KEY_INVALID), not 403
+    assert answer.status_code == 502 and "HTTP 400" in answer.json()["detail"]
     assert "wrong" not in answer.text
+
+
+def _metric(text: str, name: str) -> float:
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
+
+
+def test_a_gemini_429_with_retry_info_waits_as_asked(
+    client: TestClient, servers: tuple[GeminiSimulator, str, str]
+) -> None:
+    """429 RESOURCE_EXHAUSTED refuses the call before anything is generated: the client waits the
+    RetryInfo.retryDelay of the error body (1 s here, no Retry-After header) and tries once more."""
+    gemini, _, images = servers
+    gemini.retry_delay_s = 1.0
+    gemini.fault("generate", "429", times=1)
+    start = time.monotonic()
+    answer = client.post("/tag", json={"url": f"{images}/img/street.png"})
+    waited = time.monotonic() - start
+    assert answer.status_code == 200, answer.text
+    assert waited >= 1.0, waited
+    assert gemini.hits["generate"] == 2
+
+
+def test_a_daily_quota_is_not_waited_for(
+    client: TestClient, servers: tuple[GeminiSimulator, str, str]
+) -> None:
+    gemini, _, images = servers
+    gemini.fault("generate", "quota_daily")
+    answer = client.post("/tag", json={"url": f"{images}/img/street.png"})
+    assert answer.status_code == 502 and "HTTP 429" in answer.json()["detail"]
+    assert gemini.hits["generate"] == 1
+
+
+def test_a_lost_answer_is_not_sent_again(
+    servers: tuple[GeminiSimulator, str, str], write_env: EnvWriter
+) -> None:
+    """generateContent is billed per generated token: a call whose answer did not arrive in time may
+    have been billed, so it is not repeated (the call is not idempotent)."""
+    gemini, g_url, images = servers
+    gemini.clear()
+    gemini.fault("generate", "timeout", delay_s=2.0)
+    write_env({"GEMINI_API_KEY": "k-test", "GEMINI_BASE_URL": g_url, "GEMINI_READ_TIMEOUT_S": "0.3"})
+    with TestClient(create(LlmRerankerSettings.load())) as c:
+        answer = c.post("/tag", json={"url": f"{images}/img/street.png"})
+    assert answer.status_code == 502 and "after 1 attempt" in answer.json()["detail"]
+    assert gemini.hits["generate"] == 1
+    gemini.clear()
+
+
+@pytest.mark.parametrize("model", ["gemini-2.5-flash", "gemini-2.0-flash", "gemini-2.0-flash-lite"])
+def test_a_shut_down_model_is_not_found(
+    servers: tuple[GeminiSimulator, str, str], write_env: EnvWriter, model: str
+) -> None:
+    gemini, g_url, images = servers
+    gemini.clear()
+    write_env({"GEMINI_API_KEY": "k-test", "GEMINI_BASE_URL": g_url, "GEMINI_MODEL": model})
+    with TestClient(create(LlmRerankerSettings.load())) as c:
+        answer = c.post("/tag", json={"url": f"{images}/img/street.png"})
+    assert answer.status_code == 502 and "HTTP 404" in answer.json()["detail"]
+    assert f"models/{model} is not found for API version v1beta" in answer.json()["detail"]
+    assert gemini.hits["generate"] == 0  # rejected before any work
+
+
+def test_thought_tokens_are_billed_as_output(
+    servers: tuple[GeminiSimulator, str, str], write_env: EnvWriter
+) -> None:
+    """At a thinking level above minimal the answer carries usageMetadata.thoughtsTokenCount; the cost
+    counts those tokens at the output price, on top of candidatesTokenCount."""
+    gemini, g_url, images = servers
+    gemini.clear()
+    write_env({"GEMINI_API_KEY": "k-test", "GEMINI_BASE_URL": g_url, "GEMINI_THINKING_LEVEL": "medium"})
+    settings = LlmRerankerSettings.load()
+    with TestClient(create(settings)) as c:
+        assert c.post("/tag", json={"url": f"{images}/img/street.png"}).status_code == 200
+        metrics = c.get("/metrics").text
+    assert gemini.requests[-1][1]["thinking_level"] == "medium"
+    thoughts = _metric(metrics, 'llm_reranker_tokens_total{kind="thoughts"}')
+    output = _metric(metrics, 'llm_reranker_tokens_total{kind="output"}')
+    prompt = _metric(metrics, 'llm_reranker_tokens_total{kind="input"}')
+    assert thoughts == 256 and output > thoughts
+    expected = (
+        prompt * settings.gemini_input_usd_per_mtok + output * settings.gemini_output_usd_per_mtok
+    ) / 1e6
+    assert _metric(metrics, "llm_reranker_cost_usd ") == pytest.approx(expected)
+    gemini.clear()
 
 
 def test_health_and_metrics(write_env: EnvWriter) -> None:

@@ -1,10 +1,10 @@
-"""POST /analyze against DeepSeek and Gemini simulators on loopback (real HTTP, injected faults:
-5xx, 429 + Retry-After, timeouts, malformed bodies) and a real Redis for the previous frame."""
+"""POST /analyze against strict DeepSeek and Gemini simulators on loopback (real HTTP; retired model
+ids rejected with the real error bodies, thinking must be off; injected faults: 5xx, 429, timeouts,
+malformed bodies) and a real Redis for the previous frame."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,15 +14,12 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from mood_agent.app import create
 from mood_agent.classifier import HedgedClassifier, LoopLag
 from mood_agent.clients import DeepSeekClient
 from mood_agent.settings import MoodAgentSettings
+from unde_testkit.llm_simulators import LLMSimulator
 from unde_testkit.testing import EnvWriter, EnvWriterFactory, LoopbackServer, free_port
 
 ANSWER = {
@@ -38,80 +35,13 @@ ANSWER = {
 }
 
 
-class LLMSimulator:
-    """DeepSeek (``/chat/completions``) and Gemini (``/v1beta/models/{model}:generateContent``) with
-    one fault mode per provider: ok | error500 | rate_limited | slow | malformed | garbage_answer."""
-
-    def __init__(self) -> None:
-        self.mode = {"deepseek": "ok", "gemini": "ok"}
-        self.answer: dict[str, dict[str, Any]] = {
-            "deepseek": dict(ANSWER),
-            "gemini": {**ANSWER, "valence": 0.3},
-        }
-        self.requests: list[dict[str, Any]] = []
-        self.app = Starlette(
-            routes=[
-                Route("/chat/completions", self.deepseek, methods=["POST"]),
-                Route("/v1beta/models/{rest:path}", self.gemini, methods=["POST"]),
-            ]
-        )
-
-    async def _fault(self, provider: str) -> Response | None:
-        mode = self.mode[provider]
-        if mode == "error500":
-            return JSONResponse({"error": "boom"}, status_code=500)
-        if mode == "rate_limited":
-            return JSONResponse({"error": "slow down"}, status_code=429, headers={"Retry-After": "30"})
-        if mode == "slow":
-            await asyncio.sleep(3)
-        if mode == "malformed":
-            return Response(b'{"choices": [', media_type="application/json")
-        return None
-
-    def _content(self, provider: str) -> str:
-        if self.mode[provider] == "garbage_answer":
-            return "I think the user is happy!"
-        return json.dumps(self.answer[provider])
-
-    async def deepseek(self, request: Request) -> Response:
-        self.requests.append(
-            {
-                "provider": "deepseek",
-                "auth": request.headers.get("authorization"),
-                "body": await request.json(),
-            }
-        )
-        fault = await self._fault("deepseek")
-        if fault is not None:
-            return fault
-        return JSONResponse(
-            {
-                "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": self._content("deepseek")}}
-                ]
-            }
-        )
-
-    async def gemini(self, request: Request) -> Response:
-        self.requests.append(
-            {
-                "provider": "gemini",
-                "path": request.url.path,
-                "key": request.headers.get("x-goog-api-key"),
-                "body": await request.json(),
-            }
-        )
-        fault = await self._fault("gemini")
-        if fault is not None:
-            return fault
-        return JSONResponse(
-            {"candidates": [{"content": {"role": "model", "parts": [{"text": self._content("gemini")}]}}]}
-        )
+DEFAULT_MODEL = MoodAgentSettings.model_fields["mood_llm_model"].default
+DEFAULT_FALLBACK = MoodAgentSettings.model_fields["mood_fallback_model"].default
 
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[tuple[LLMSimulator, str]]:
-    simulator = LLMSimulator()
+    simulator = LLMSimulator({"deepseek": dict(ANSWER), "gemini": {**ANSWER, "valence": 0.3}})
     with LoopbackServer(simulator.app) as server:
         yield simulator, server.url
 
@@ -153,7 +83,8 @@ def test_primary_deepseek_answers(client: TestClient, sim: tuple[LLMSimulator, s
     assert frame["emotion"] == {"valence": 0.8, "arousal": 0.6, "dominance": 0.55}
     assert frame["signals"] == {"frustration": 0.05, "urgency": 0.2, "confidence": 0.9, "fatigue": 0.1}
     req = sim[0].requests[0]
-    assert req["auth"] == "Bearer ds-key" and req["body"]["model"] == "deepseek-chat"
+    assert req["auth"] == "Bearer ds-key" and req["body"]["model"] == DEFAULT_MODEL
+    assert req["body"]["thinking"] == {"type": "disabled"}
     assert req["body"]["response_format"] == {"type": "json_object"}
     assert req["body"]["messages"][1] == {"role": "user", "content": "I love these sneakers"}
 
@@ -168,9 +99,10 @@ def test_gemini_answers_when_deepseek_fails(
     assert out["mood_frame"]["emotion"]["valence"] == 0.3
     gemini = next(r for r in sim[0].requests if r["provider"] == "gemini")
     assert (
-        gemini["key"] == "gm-key" and gemini["path"] == "/v1beta/models/gemini-2.0-flash-lite:generateContent"
+        gemini["key"] == "gm-key" and gemini["path"] == f"/v1beta/models/{DEFAULT_FALLBACK}:generateContent"
     )
     assert gemini["body"]["generationConfig"]["responseMimeType"] == "application/json"
+    assert gemini["body"]["generationConfig"]["thinkingConfig"] == {"thinkingLevel": "minimal"}
 
 
 @pytest.mark.parametrize(
@@ -328,7 +260,7 @@ def test_loop_lag_is_measured_and_sheds_llm_calls(sim: tuple[LLMSimulator, str])
     async def run() -> tuple[float, list[str], str, float]:
         lag = LoopLag()
         monitor = asyncio.create_task(lag.run())
-        llm = DeepSeekClient(sim[1], SecretStr("k"), "deepseek-chat", timeout_s=1.0)
+        llm = DeepSeekClient(sim[1], SecretStr("k"), DEFAULT_MODEL, timeout_s=1.0)
         classifier = HedgedClassifier([llm], budget_s=1.0, hedge_after_s=1.0, lag=lag, shed_lag_s=0.02)
         try:
             await asyncio.sleep(0.05)
@@ -351,3 +283,48 @@ def test_loop_lag_is_measured_and_sheds_llm_calls(sim: tuple[LLMSimulator, str])
     assert len(errors) == 1 and errors[0].startswith("shed: event loop") and errors[0].endswith("ms behind")
     assert source == "deepseek" and after <= 0.02
     assert len(sim[0].requests) == 1
+
+
+def test_retired_model_ids_are_refused_with_the_real_errors(
+    client: TestClient, sim: tuple[LLMSimulator, str], redis_url: str
+) -> None:
+    """deepseek-chat and gemini-2.0-flash-lite (the old defaults) are gone: DeepSeek answers 400
+    "Model Not Exist", Gemini 404 NOT_FOUND; the lexicon answers and both errors are listed."""
+    settings = _settings(
+        sim,
+        redis_url,
+        mood_llm_model="deepseek-chat",
+        mood_fallback_model="gemini-2.0-flash-lite",
+        mood_hedge_after_ms=0,
+        mood_llm_budget_ms=600,
+        mood_deadline_ms=1000,
+    )
+    with TestClient(create(settings)) as c:
+        out = analyze(c, "thanks, perfect")
+    assert out["analysis"]["classifier"] == "lexicon"
+    errors = " | ".join(out["analysis"]["provider_errors"])
+    assert "HTTP 400" in errors and "HTTP 404" in errors, errors
+
+
+def test_thinking_left_on_would_miss_the_budget(sim: tuple[LLMSimulator, str]) -> None:
+    """What disabling thinking buys: the same call with DeepSeek's default (thinking on) answers
+    only after the model has reasoned, past a 150 ms budget."""
+
+    async def run() -> tuple[float, float]:
+        async with httpx.AsyncClient(base_url=sim[1], timeout=5) as c:
+            body = {"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": "json please"}]}
+            headers = {"Authorization": "Bearer k"}
+            start = time.perf_counter()
+            thinking = await c.post("/chat/completions", json=body, headers=headers)
+            mid = time.perf_counter()
+            off = await c.post(
+                "/chat/completions", json={**body, "thinking": {"type": "disabled"}}, headers=headers
+            )
+            end = time.perf_counter()
+        assert "reasoning_content" in thinking.json()["choices"][0]["message"]
+        assert "reasoning_content" not in off.json()["choices"][0]["message"]
+        return mid - start, end - mid
+
+    sim[0].mode = {"deepseek": "ok", "gemini": "ok"}
+    with_thinking, without = asyncio.run(run())
+    assert with_thinking >= 0.15 > without

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from mood_agent.settings import MoodAgentSettings
 from unde_common.settings import SettingsError, redis_db
@@ -41,3 +44,18 @@ def test_missing_secrets_are_named(write_env: EnvWriter) -> None:
     with pytest.raises(SettingsError) as info:
         MoodAgentSettings.load()
     assert set(info.value.problems) == set(write_env.required)
+
+
+@pytest.mark.parametrize(
+    ("variable", "field"),
+    [("mood_agent_llm_model", "mood_llm_model"), ("mood_agent_fallback_model", "mood_fallback_model")],
+)
+def test_the_role_renders_the_settings_model_ids(variable: str, field: str) -> None:
+    """The model ids live in the settings defaults; the role's defaults (and argument specs) must be
+    the same ids, so a deployed host runs what the app was tested with."""
+    role = Path(__file__).resolve().parents[3] / "roles" / "mood_agent"
+    defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text())
+    specs = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())
+    default = MoodAgentSettings.model_fields[field].default
+    assert defaults[variable] == default
+    assert specs["argument_specs"]["main"]["options"][variable]["default"] == default

@@ -12,12 +12,14 @@
 Errors: 422 malformed body or bad/unreachable crop URL, 413/415 image, 502 Gemini failed.
 Metrics (spec 01 §19): ``llm_reranker_latency_ms{endpoint}``, ``llm_reranker_errors_total``,
 ``llm_reranker_requests_total``, ``llm_reranker_cost_usd`` (USD spent since start, from Gemini's
-token counts), ``llm_reranker_tokens_total{kind}``.
+token counts, thought tokens at the output price), ``llm_reranker_tokens_total{kind}`` (input,
+output = candidates + thoughts, thoughts).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -68,6 +70,16 @@ class RerankBody(BaseModel):
     tags: dict[str, Any] = Field(default_factory=dict)
 
 
+def _provider_detail(exc: ProviderError) -> str:
+    """The error, with the provider's own message when its body has one (Google error bodies:
+    ``{"error": {"message"}}``) — e.g. which model id is not found."""
+    try:
+        message = json.loads(exc.body or "")["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return str(exc)
+    return f"{exc}: {str(message)[:300]}"
+
+
 def _unit(value: Any) -> float:
     return max(0.0, min(1.0, float(value)))
 
@@ -99,6 +111,7 @@ def create(settings: LlmRerankerSettings | None = None) -> FastAPI:
             max_retry_after_s=min(settings.http_max_retry_after_s, 5.0),
         ),
         max_connections=max(20, settings.rerank_parallel * 2),
+        deadline_s=settings.gemini_deadline_s,
     )
 
     @asynccontextmanager
@@ -107,7 +120,10 @@ def create(settings: LlmRerankerSettings | None = None) -> FastAPI:
         async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as images:
             state["images"] = images
             state["gemini"] = GeminiClient(
-                config, api_key=settings.gemini_api_key.get_secret_value(), model=settings.gemini_model
+                config,
+                api_key=settings.gemini_api_key.get_secret_value(),
+                model=settings.gemini_model,
+                thinking_level=settings.gemini_thinking_level,
             )
             try:
                 yield
@@ -117,8 +133,10 @@ def create(settings: LlmRerankerSettings | None = None) -> FastAPI:
     app = create_app(settings.app_name, settings, metrics=metrics, version=__version__, lifespan=lifespan)
 
     def account(answer: GeminiAnswer) -> None:
+        # output_tokens includes the thought tokens (billed as output); "thoughts" shows their share
         tokens.labels("input").inc(answer.input_tokens)
         tokens.labels("output").inc(answer.output_tokens)
+        tokens.labels("thoughts").inc(answer.thought_tokens)
         cost.inc(
             answer.input_tokens * settings.gemini_input_usd_per_mtok / 1e6
             + answer.output_tokens * settings.gemini_output_usd_per_mtok / 1e6
@@ -143,7 +161,7 @@ def create(settings: LlmRerankerSettings | None = None) -> FastAPI:
         except ImageError as exc:
             return fail("tag", exc.status, f"image_{exc.status}", exc.message)
         except ProviderError as exc:
-            return fail("tag", 502, "gemini", str(exc))
+            return fail("tag", 502, "gemini", _provider_detail(exc))
         finally:
             latency.labels("tag").observe((time.perf_counter() - start) * 1000)
         account(answer)
@@ -190,7 +208,8 @@ def create(settings: LlmRerankerSettings | None = None) -> FastAPI:
                     if not isinstance(result, (ProviderError, ImageError, KeyError, TypeError, ValueError)):
                         raise result
                     errors.labels("rerank", "candidate").inc()
-                    failures.append(f"{cand.sku_id}: {result}"[:200])
+                    detail = _provider_detail(result) if isinstance(result, ProviderError) else str(result)
+                    failures.append(f"{cand.sku_id}: {detail}"[:400])
                     ranked.append({"sku_id": cand.sku_id, "score": cand.score, "reranked": False})
                     continue
                 visual, semantic, reason = result

@@ -1,6 +1,19 @@
 """Real API clients of the two mood LLMs: DeepSeek chat completions (primary) and Gemini
 ``generateContent`` (fallback). Base URLs, models and keys are settings; timeouts are tight and
-there is no retry inside the latency budget (the classifier falls back instead)."""
+there is no retry inside the latency budget (the classifier falls back instead).
+
+Both models think before answering unless told not to, which a 150 ms budget cannot afford:
+
+- DeepSeek V4: thinking mode is on by default; ``"thinking": {"type": "disabled"}`` turns it off
+  (https://api-docs.deepseek.com/guides/thinking_mode); JSON mode is ``response_format``
+  ``json_object`` with "json" in the prompt (https://api-docs.deepseek.com/guides/json_mode).
+- Gemini 3: ``generationConfig.thinkingConfig.thinkingLevel = "minimal"``
+  (https://ai.google.dev/gemini-api/docs/thinking); no ``temperature`` (Gemini 3 models are tuned
+  for the default, 3.5 Flash-Lite ignores custom values).
+
+Request/response contracts: ``tests/contracts/deepseek_chat_completions.json`` and
+``gemini_generate_content.json``.
+"""
 
 from __future__ import annotations
 
@@ -88,6 +101,7 @@ class DeepSeekClient:
         body: dict[str, Any] = {
             "model": self.model,
             "messages": [{"role": "system", "content": self.prompt}, {"role": "user", "content": text}],
+            "thinking": {"type": "disabled"},
             "response_format": {"type": "json_object"},
             "temperature": 0,
             "max_tokens": 160,
@@ -122,17 +136,21 @@ class GeminiClient:
             "contents": [{"role": "user", "parts": [{"text": text}]}],
             "generationConfig": {
                 "responseMimeType": "application/json",
-                "temperature": 0,
                 "maxOutputTokens": 160,
+                "thinkingConfig": {"thinkingLevel": "minimal"},
             },
         }
         path = f"/v1beta/models/{self.model}:generateContent"
         data = await self.http.post_json(path, json=body, retry=False, timeout=timeout_s)
         try:
-            content = data["candidates"][0]["content"]["parts"][0]["text"]
+            parts = data["candidates"][0]["content"]["parts"]
+            # thought summaries (parts marked "thought": true) are not the answer
+            content = "".join(p["text"] for p in parts if "text" in p and not p.get("thought"))
         except (KeyError, IndexError, TypeError):
-            raise ValueError("gemini: response has no candidates[0].content.parts[0].text") from None
-        return parse_classification(str(content))
+            raise ValueError("gemini: response has no candidates[0].content.parts text") from None
+        if not content:
+            raise ValueError("gemini: response has no candidates[0].content.parts text")
+        return parse_classification(content)
 
     async def aclose(self) -> None:
         await self.http.aclose()

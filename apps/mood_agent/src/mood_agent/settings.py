@@ -24,10 +24,15 @@ class MoodAgentSettings(HttpServiceSettings, HttpClientSettings):
     workers: int = Field(default=4, ge=1, le=64, validation_alias=AliasChoices("mood_workers", "workers"))
 
     mood_llm_provider: Literal["deepseek", "gemini"] = "deepseek"
-    mood_llm_model: str = "deepseek-chat"
+    #: DeepSeek V4 Flash (deepseek-chat was an alias of its non-thinking mode, retired 2026-07-24:
+    #: https://api-docs.deepseek.com/quick_start/pricing); called with thinking disabled
+    mood_llm_model: str = "deepseek-v4-flash"
     mood_llm_api_key: SecretStr
     mood_fallback_provider: Literal["deepseek", "gemini"] = "gemini"
-    mood_fallback_model: str = "gemini-2.0-flash-lite"
+    #: Gemini 3.5 Flash-Lite (gemini-2.0-flash-lite is shut down:
+    #: https://ai.google.dev/gemini-api/docs/deprecations); called at thinkingLevel "minimal".
+    #: The role renders both ids (roles/mood_agent, checked equal by test_mood_agent_settings.py)
+    mood_fallback_model: str = "gemini-3.5-flash-lite"
     mood_fallback_api_key: SecretStr
     deepseek_base_url: HttpUrl = HttpUrl("https://api.deepseek.com")
     gemini_base_url: HttpUrl = HttpUrl("https://generativelanguage.googleapis.com")
