@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import struct
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +31,9 @@ import numpy as np
 import psycopg
 
 REPO = Path(__file__).resolve().parents[1]
+# Run as a script, this file's folder comes first on sys.path and its name would shadow the
+# installed `recognition` package the benchmark drives: take the folder off.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 NN_SQL = "SELECT id FROM unde_ai.sku_image_embeddings ORDER BY embedding <=> %s::vector LIMIT {limit}"
 
 
