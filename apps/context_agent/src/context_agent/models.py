@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
-__all__ = ["CompactPreferences", "ContextRequest"]
+from unde_common.web import SafeId
+
+__all__ = ["AT_YEARS", "CompactPreferences", "ContextRequest"]
+
+#: the years ``at`` may name: every local time, the day before and after it (closing hours past
+#: midnight) and the calendar's holidays stay inside what ``datetime`` can represent
+AT_YEARS = (1900, 2200)
+
+
+def _in_years(value: datetime) -> datetime:
+    if not AT_YEARS[0] <= value.year <= AT_YEARS[1]:
+        raise ValueError(f"year must be between {AT_YEARS[0]} and {AT_YEARS[1]}")
+    return value
 
 
 class CompactPreferences(BaseModel):
@@ -21,17 +33,17 @@ class CompactPreferences(BaseModel):
 
 
 class ContextRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
     user_id: UUID
     lat: float = Field(ge=-90, le=90)
     lng: float = Field(ge=-180, le=180)
-    mall_id: str | None = Field(default=None, max_length=100)
+    mall_id: SafeId | None = None
     #: floor from the app's indoor positioning, when it has one
     floor: int | None = Field(default=None, ge=-5, le=200)
     compact_preferences: CompactPreferences = CompactPreferences()
     #: evaluate as of this moment (replays, tests); default now
-    at: AwareDatetime | None = None
+    at: Annotated[AwareDatetime, AfterValidator(_in_years)] | None = None
 
     def moment(self) -> datetime | None:
         return self.at

@@ -6,18 +6,26 @@ minor version); a known key with a wrong type is a 422 that names it.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import datetime as dt
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from persona_contract.signals import SIGNAL_TYPES
+from unde_common.web import SafeId
 
 _Unit = Field(ge=0.0, le=1.0)
 
 
+def _calendar_date(text: str) -> str:
+    dt.date.fromisoformat(text)  # ValueError ("month must be in 1..12") → the field's 422
+    return text
+
+
 class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # non-finite numbers are refused by every float field (the shared edge refuses them in JSON too)
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
 
 class Emotion(_Lenient):
@@ -65,7 +73,8 @@ class Location(_Lenient):
 class TimeContext(_Lenient):
     day_of_week: str | None = None
     part_of_day: Literal["morning", "afternoon", "evening", "night"] | None = None
-    mall_closes_in_hours: float | None = None
+    #: hours until the mall closes (0 when closed); at most a week, as the Context Agent computes it
+    mall_closes_in_hours: float | None = Field(default=None, ge=0, le=168)
     is_rush_hour: bool | None = None
 
 
@@ -112,7 +121,8 @@ class Body(_Lenient):
 
 class LifeEvent(_Lenient):
     type: str
-    date: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
+    #: a calendar date, ``YYYY-MM-DD`` ("2026-13-45" is a 422, not a crash later)
+    date: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$"), AfterValidator(_calendar_date)]
     title: str | None = None
 
 
@@ -139,7 +149,7 @@ class ResponseMeta(_Lenient):
 class PersonaRequest(BaseModel):
     """``POST /persona`` body (spec 02 §16)."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
     user_id: UUID
     mood_frame: MoodFrame | None = None
@@ -149,7 +159,7 @@ class PersonaRequest(BaseModel):
     relationship_stage: int | None = Field(default=None, ge=0, le=3)
     user_knowledge_compact: UserKnowledgeCompact | None = None
     last_n_response_meta: list[ResponseMeta] = Field(default_factory=list, max_length=20)
-    exchange_id: str | None = Field(default=None, max_length=100)
+    exchange_id: SafeId | None = None
     contract_version: str | None = None
 
 
@@ -163,7 +173,7 @@ class FeedbackRequest(BaseModel):
 
     user_id: UUID
     signal_id: UUID
-    exchange_id: str = Field(min_length=1, max_length=100)
+    exchange_id: SafeId
     signal_type: SignalType
     signal_data: dict[str, Any] = Field(default_factory=dict)
     contract_version: str | None = None
@@ -175,5 +185,5 @@ class FlushRequest(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     user_id: UUID
-    exchange_id: str = Field(min_length=1, max_length=100)
+    exchange_id: SafeId
     contract_version: str | None = None

@@ -37,6 +37,7 @@ from starlette.routing import Match
 from unde_common.logging import configure_logging
 from unde_common.metrics import CONTENT_TYPE_LATEST, AppMetrics
 from unde_common.settings import HttpServiceSettings
+from unde_common.web import RequestBodyGuard, install_error_handlers
 
 __all__ = ["Check", "RequestMetrics", "create_app", "redis_check", "run_checks", "serve"]
 
@@ -153,9 +154,15 @@ def create_app(
     version: str = "0",
     lifespan: Lifespan | None = None,
     asgi_metrics: bool = False,
+    body_limits: Mapping[str, int] | None = None,
     **fastapi_kwargs: Any,
 ) -> FastAPI:
     """A FastAPI app with the UNDE health and metrics endpoints; add the app's routes to it.
+
+    Every request passes :class:`unde_common.web.RequestBodyGuard` (strict JSON, bodies up to
+    ``settings.max_request_bytes``, or ``body_limits[path]`` for a route that needs another limit),
+    and :func:`unde_common.web.install_error_handlers` answers a store that is down with 503 +
+    ``Retry-After`` and any other unhandled exception with a neutral 500.
 
     ``asgi_metrics=True``: record the request metrics with :class:`RequestMetrics` (cheaper)."""
     app_metrics = metrics or AppMetrics(name, version=version)
@@ -183,6 +190,9 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = app_metrics
     app.state.checks = named_checks
+    install_error_handlers(app, retry_after_s=settings.store_retry_after_s)
+    # added first, so it runs inside the metrics middleware (its 413/400/422 answers are counted)
+    app.add_middleware(RequestBodyGuard, default=settings.max_request_bytes, limits=body_limits)
 
     if asgi_metrics:
         app.add_middleware(RequestMetrics, requests_total=requests_total, duration=duration)

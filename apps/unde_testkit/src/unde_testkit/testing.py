@@ -363,10 +363,11 @@ def _redis_binary() -> str:
 
 
 @contextlib.contextmanager
-def redis_server(workdir: Path, *, password: str | None = None) -> Iterator[str]:
-    """Run a throwaway Redis on 127.0.0.1:<free port> (no persistence); yield its URL (DB 0)."""
+def redis_server(workdir: Path, *, password: str | None = None, port: int | None = None) -> Iterator[str]:
+    """Run a throwaway Redis on 127.0.0.1:<port> (a free one unless given: tests that stop a Redis
+    and start it again on the same port pass the old one's) with no persistence; yield its URL (DB 0)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     args = [
         _redis_binary(),
         "--port", str(port),
