@@ -17,7 +17,7 @@ from embedder.model import CLIP_MEAN, CLIP_STD, ImageEncoder, ModelError, prepro
 from embedder.settings import EmbedderSettings
 from unde_common.images import ImageError, ImageRef, decode_image
 from unde_testkit.recognition_simulators import ImageHost, solid_image
-from unde_testkit.recognition_testbed import png_bytes, serve_asgi
+from unde_testkit.recognition_testbed import LOOPBACK_IMAGE_FETCH, png_bytes, serve_asgi
 from unde_testkit.testing import EnvWriter, EnvWriterFactory, assert_entry_point, assert_health_ok, free_port
 from unde_testkit.testmodel import build_test_model
 
@@ -85,7 +85,8 @@ def test_image_refs_and_decoding() -> None:
 
 def test_embed_endpoint(model: Path, host: tuple[ImageHost, str], write_env: EnvWriter) -> None:
     _images, url = host
-    write_env({"MODEL_PATH": str(model), "MAX_IMAGE_BYTES": "100000"})
+    loopback = {k.upper(): v for k, v in LOOPBACK_IMAGE_FETCH.items()}
+    write_env({"MODEL_PATH": str(model), "MAX_IMAGE_BYTES": "100000", **loopback})
     with TestClient(create(EmbedderSettings.load())) as client:
         whole = client.post("/embed", json={"image_url": f"{url}/img/red.png"})
         crop = client.post("/embed", json={"image_url": f"{url}/img/red.png#xywh=0,0,200,300"})

@@ -16,7 +16,7 @@ from PIL import Image
 from llm_reranker.app import create
 from llm_reranker.settings import LlmRerankerSettings
 from unde_testkit.recognition_simulators import GeminiSimulator, ImageHost, solid_image
-from unde_testkit.recognition_testbed import serve_asgi
+from unde_testkit.recognition_testbed import LOOPBACK_IMAGE_FETCH, serve_asgi
 from unde_testkit.testing import EnvWriter, EnvWriterFactory, assert_entry_point, assert_health_ok, free_port
 
 MODEL = LlmRerankerSettings.model_fields["gemini_model"].default
@@ -38,7 +38,10 @@ def servers() -> Iterator[tuple[GeminiSimulator, str, str]]:
 
 @pytest.fixture
 def write_env(env_writer: EnvWriterFactory) -> EnvWriter:
-    return env_writer(LlmRerankerSettings)
+    writer = env_writer(LlmRerankerSettings)
+    # the images come from the loopback host, which production's image-fetch settings refuse
+    writer.required = {**writer.required, **{k.upper(): v for k, v in LOOPBACK_IMAGE_FETCH.items()}}
+    return writer
 
 
 @pytest.fixture

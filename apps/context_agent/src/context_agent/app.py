@@ -29,7 +29,7 @@ from context_agent.models import ContextRequest
 from context_agent.opportunity_matcher import match
 from context_agent.settings import ContextAgentSettings
 from context_agent.time_context import time_context
-from context_agent.weather_client import WeatherClient
+from context_agent.weather_client import WeatherClient, weather_point
 from unde_common.db import AsyncPools, PoolConfig
 from unde_common.health import Check, create_app, redis_check
 
@@ -98,10 +98,13 @@ def create(settings: ContextAgentSettings | None = None) -> FastAPI:
         country = mall.country if mall else "AE"
         prefs = req.compact_preferences
 
-        lat_key, lng_key = round(req.lat, 2), round(req.lng, 2)
-        got_weather = await weather_cache.get(
-            f"{lat_key}:{lng_key}", lambda: weather.current(lat_key, lng_key)
+        point = weather_point(
+            req.lat,
+            req.lng,
+            grid_deg=settings.weather_grid_deg,
+            mall=(mall.id, mall.lat, mall.lng) if mall else None,
         )
+        got_weather = await weather_cache.get(point.key, lambda: weather.current(point.lat, point.lng))
         if mall is not None:
             mall_id = mall.id
             got_events = await events_cache.get(mall_id, lambda: scanner.events(mall_id, now))

@@ -35,6 +35,9 @@ class ContextAgentSettings(HttpServiceSettings, DbPoolSettings, HttpClientSettin
     redis_url: RedisDsn = SecretStr("redis://localhost/15")
 
     weather_cache_ttl: int = Field(default=1800, ge=0)
+    #: outside a mall, requests within one cell of this many degrees share a WeatherAPI call (each
+    #: call is paid); inside a mall the mall's point is asked, once per mall
+    weather_grid_deg: float = Field(default=0.1, ge=0.01, le=1.0)
     events_cache_ttl: int = Field(default=3600, ge=0)
     cultural_cache_ttl: int = Field(default=86400, ge=0)
 

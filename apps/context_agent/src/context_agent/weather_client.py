@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +23,14 @@ from pydantic import SecretStr
 
 from unde_common.http import AsyncProviderClient, ProviderConfig, ProviderError, RetryPolicy
 
-__all__ = ["WeatherApiError", "WeatherClient", "condition_name", "parse_forecast"]
+__all__ = [
+    "WeatherApiError",
+    "WeatherClient",
+    "WeatherPoint",
+    "condition_name",
+    "parse_forecast",
+    "weather_point",
+]
 
 #: WeatherAPI error codes about the key or the account (not the request): every call fails alike
 KEY_ERRORS = {2006: "API key invalid", 2007: "monthly call quota exceeded", 2008: "API key disabled"}
@@ -103,6 +111,31 @@ def parse_forecast(data: Any) -> dict[str, Any]:
     with contextlib.suppress(KeyError, IndexError, TypeError):
         out["sunset"] = _sunset_24h(data["forecast"]["forecastday"][0]["astro"]["sunset"])
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class WeatherPoint:
+    """Where one WeatherAPI call answers for: its cache key and the point asked for."""
+
+    key: str
+    lat: float
+    lng: float
+
+
+def weather_point(
+    lat: float, lng: float, *, grid_deg: float, mall: tuple[str, float, float] | None = None
+) -> WeatherPoint:
+    """The point whose weather a request at (lat, lng) is served: every WeatherAPI call is paid,
+    so requests share calls. Inside a mall (``mall`` = id, lat, lng) it is the mall's own point,
+    keyed by the mall; elsewhere the centre of the ``grid_deg`` cell the point falls into
+    (0.1° ≈ 11 km, far finer than a forecast changes), keyed by the cell."""
+    if mall is not None:
+        mall_id, mall_lat, mall_lng = mall
+        return WeatherPoint(f"mall:{mall_id}", round(mall_lat, 2), round(mall_lng, 2))
+    row, col = round(lat / grid_deg), round(lng / grid_deg)
+    cell_lat = max(-90.0, min(90.0, round(row * grid_deg, 6)))
+    cell_lng = max(-180.0, min(180.0, round(col * grid_deg, 6)))
+    return WeatherPoint(f"cell:{grid_deg:g}:{row}:{col}", cell_lat, cell_lng)
 
 
 class WeatherClient:

@@ -26,7 +26,7 @@ from embedder import __version__
 from embedder.model import ImageEncoder, ModelError
 from embedder.settings import EmbedderSettings
 from unde_common.health import create_app
-from unde_common.images import ImageError, ImageRef, fetch_image_async
+from unde_common.images import FetchPolicy, ImageError, ImageRef, async_image_client, fetch_image_async
 from unde_common.metrics import AppMetrics
 
 
@@ -70,11 +70,11 @@ def create(settings: EmbedderSettings | None = None) -> FastAPI:
             raise ModelError(model_error)
 
     holder: dict[str, httpx.AsyncClient] = {}
+    policy = FetchPolicy.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        timeout = httpx.Timeout(settings.image_fetch_timeout_s, connect=settings.http_connect_timeout_s)
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as client:
+        async with async_image_client(settings, settings.image_fetch_timeout_s) as client:
             holder["http"] = client
             yield
 
@@ -96,8 +96,8 @@ def create(settings: EmbedderSettings | None = None) -> FastAPI:
             return JSONResponse({"detail": f"model not loaded: {model_error}"}, status_code=503)
         try:
             ref = ImageRef.parse(body.image_url)
-            client = holder.get("http") or httpx.AsyncClient(timeout=settings.image_fetch_timeout_s)
-            image = await fetch_image_async(client, ref, max_bytes=settings.max_image_bytes)
+            client = holder.get("http") or async_image_client(settings, settings.image_fetch_timeout_s)
+            image = await fetch_image_async(client, ref, policy)
         except ImageError as exc:
             errors.labels(f"http_{exc.status}").inc()
             return JSONResponse({"detail": exc.message}, status_code=exc.status)

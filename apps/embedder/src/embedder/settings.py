@@ -11,10 +11,10 @@ from pathlib import Path
 
 from pydantic import Field
 
-from unde_common.settings import CommaList, HttpClientSettings, HttpServiceSettings
+from unde_common.settings import CommaList, HttpClientSettings, HttpServiceSettings, ImageFetchSettings
 
 
-class EmbedderSettings(HttpServiceSettings, HttpClientSettings):
+class EmbedderSettings(HttpServiceSettings, HttpClientSettings, ImageFetchSettings):
     """Runtime image embedder: POST /embed → L2-normalised vector(512) from the FashionCLIP 2.0 ONNX
     image encoder.
     """
@@ -27,7 +27,6 @@ class EmbedderSettings(HttpServiceSettings, HttpClientSettings):
     embedding_dim: int = Field(default=512, ge=1)
     #: onnxruntime intra-op threads (0 = onnxruntime's default)
     onnx_threads: int = Field(default=0, ge=0)
-    max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     #: written to sku_image_embeddings.model_version and returned with every vector
     model_version: str = "fashionclip-2.0-onnx"
     #: onnxruntime execution providers in order of preference (CUDAExecutionProvider on a GPU host)

@@ -25,7 +25,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -35,7 +34,14 @@ from llm_reranker.gemini import GeminiAnswer, GeminiClient
 from llm_reranker.settings import LlmRerankerSettings
 from unde_common.health import create_app
 from unde_common.http import ProviderError, RetryPolicy, provider_config
-from unde_common.images import ImageError, ImageRef, fetch_image_async, jpeg_bytes
+from unde_common.images import (
+    FetchPolicy,
+    ImageError,
+    ImageRef,
+    async_image_client,
+    fetch_image_async,
+    jpeg_bytes,
+)
 from unde_common.metrics import AppMetrics
 
 TAG_PROMPT = (
@@ -98,6 +104,7 @@ def create(settings: LlmRerankerSettings | None = None) -> FastAPI:
     )
     tokens = metrics.counter("tokens", "Gemini tokens by kind.", ["kind"])
     state: dict[str, Any] = {}
+    image_policy = FetchPolicy.from_settings(settings)
     config = provider_config(
         settings,
         "gemini",
@@ -116,8 +123,7 @@ def create(settings: LlmRerankerSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        timeout = httpx.Timeout(settings.image_fetch_timeout_s, connect=settings.http_connect_timeout_s)
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=True) as images:
+        async with async_image_client(settings, settings.image_fetch_timeout_s) as images:
             state["images"] = images
             state["gemini"] = GeminiClient(
                 config,
@@ -144,7 +150,7 @@ def create(settings: LlmRerankerSettings | None = None) -> FastAPI:
 
     async def load(url: str) -> bytes:
         ref = ImageRef.parse(url)
-        image = await fetch_image_async(state["images"], ref, max_bytes=settings.max_image_bytes)
+        image = await fetch_image_async(state["images"], ref, image_policy)
         return jpeg_bytes(image)
 
     def fail(endpoint: str, status: int, reason: str, message: str) -> JSONResponse:

@@ -11,10 +11,10 @@ from typing import Literal
 
 from pydantic import Field, HttpUrl, SecretStr
 
-from unde_common.settings import HttpClientSettings, HttpServiceSettings
+from unde_common.settings import HttpClientSettings, HttpServiceSettings, ImageFetchSettings
 
 
-class LlmRerankerSettings(HttpServiceSettings, HttpClientSettings):
+class LlmRerankerSettings(HttpServiceSettings, HttpClientSettings, ImageFetchSettings):
     """LLM reranker: /tag (style, occasion, brand style, season) and /rerank (visual + semantic)
     through Gemini.
     """
@@ -47,5 +47,4 @@ class LlmRerankerSettings(HttpServiceSettings, HttpClientSettings):
     #: https://ai.google.dev/gemini-api/docs/pricing); the output price covers thinking tokens too
     gemini_input_usd_per_mtok: float = Field(default=0.30, ge=0)
     gemini_output_usd_per_mtok: float = Field(default=2.50, ge=0)
-    max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     image_fetch_timeout_s: float = Field(default=8.0, gt=0)

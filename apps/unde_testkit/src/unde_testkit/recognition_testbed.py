@@ -128,6 +128,14 @@ def street_photo() -> Image.Image:
     return photo
 
 
+#: image-fetch settings (unde_common.settings.ImageFetchSettings) that let a service download from
+#: the loopback image host of the tests; production refuses loopback and plain http
+LOOPBACK_IMAGE_FETCH: dict[str, str] = {
+    "image_fetch_hosts": "127.0.0.1",
+    "image_fetch_schemes": "http",
+    "image_fetch_allow_networks": "127.0.0.1/32",
+}
+
 _MIGRATED: dict[tuple[str, str], str] = {}
 
 
@@ -276,6 +284,7 @@ class Stack:
             "production_db_url": self.main_dsn,
             "redis_url": self.redis_url,
             "http_backoff_base_s": 0.05,
+            **LOOPBACK_IMAGE_FETCH,
             **overrides,
         }
         return XimilarGwSettings.load(**values)
@@ -310,9 +319,14 @@ def recognition_bed(superuser_dsn: str, redis_url: str, workdir: Path) -> Iterat
         photo = street_photo()
         host.put("street.png", photo)
         ximilar.add_photo(photo, PHOTO_ITEMS)
-        e_url = exits.enter_context(serve_asgi(create_embedder(EmbedderSettings.load(model_path=model))))
+        e_url = exits.enter_context(
+            serve_asgi(create_embedder(EmbedderSettings.load(model_path=model, **LOOPBACK_IMAGE_FETCH)))
+        )
         reranker = LlmRerankerSettings.load(
-            gemini_api_key=gemini.api_key, gemini_base_url=g_url, http_backoff_base_s=0.05
+            gemini_api_key=gemini.api_key,
+            gemini_base_url=g_url,
+            http_backoff_base_s=0.05,
+            **LOOPBACK_IMAGE_FETCH,
         )
         r_url = exits.enter_context(serve_asgi(create_reranker(reranker)))
         yield Stack(

@@ -18,7 +18,7 @@ from PIL import Image
 from unde_common.db import AsyncPools, PoolConfig
 from unde_common.health import Check, redis_check
 from unde_common.http import AsyncProviderClient, ProviderConfig, ProviderError, RetryPolicy, provider_config
-from unde_common.images import ImageError, ImageRef, fetch_image_async
+from unde_common.images import FetchPolicy, ImageError, ImageRef, async_image_client, fetch_image_async
 from unde_common.metrics import AppMetrics
 from ximilar_gw.rate_limiter import RateLimitExceededError, RedisRateLimiter
 from ximilar_gw.settings import XimilarGwSettings
@@ -99,6 +99,7 @@ class Gateway:
 
     def __init__(self, settings: XimilarGwSettings, metrics: AppMetrics) -> None:
         self.settings = settings
+        self.image_policy = FetchPolicy.from_settings(settings)
         self.metrics = GatewayMetrics(metrics)
         self.pools = AsyncPools(
             settings.app_name,
@@ -127,10 +128,9 @@ class Gateway:
     @asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
         s = self.settings
-        timeout = httpx.Timeout(s.image_fetch_timeout_s, connect=s.http_connect_timeout_s)
         async with (
             self.pools.lifespan(app),
-            httpx.AsyncClient(timeout=timeout, follow_redirects=True) as images,
+            async_image_client(s, s.image_fetch_timeout_s) as images,
         ):
             self.images = images
             self.ximilar = XimilarClient(
@@ -161,7 +161,7 @@ class Gateway:
     async def load(self, url: str) -> tuple[ImageRef, Image.Image]:
         """Fetch the image (or the region) ``url`` names."""
         ref = ImageRef.parse(url)
-        return ref, await fetch_image_async(self.images, ref, max_bytes=self.settings.max_image_bytes)
+        return ref, await fetch_image_async(self.images, ref, self.image_policy)
 
     async def guarded(self, endpoint: str, work: Callable[[], Awaitable[T]]) -> T | JSONResponse:
         """Run an endpoint's work, counted and timed; image, rate-limit and provider failures

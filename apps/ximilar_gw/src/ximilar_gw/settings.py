@@ -15,12 +15,13 @@ from unde_common.settings import (
     DbPoolSettings,
     HttpClientSettings,
     HttpServiceSettings,
+    ImageFetchSettings,
     PostgresDsn,
     RedisDsn,
 )
 
 
-class XimilarGwSettings(HttpServiceSettings, DbPoolSettings, HttpClientSettings):
+class XimilarGwSettings(HttpServiceSettings, DbPoolSettings, HttpClientSettings, ImageFetchSettings):
     """Ximilar gateway: /detect, /tag, /search with v5.1 dual retrieval (pgvector kNN via the embedder
     + conditional Ximilar booster).
     """
@@ -65,5 +66,4 @@ class XimilarGwSettings(HttpServiceSettings, DbPoolSettings, HttpClientSettings)
     #: hnsw.ef_search for the kNN (pgvector default 40; must be >= the LIMIT for full results)
     hnsw_ef_search: int = Field(default=200, ge=10, le=1000)
     detect_min_confidence: float = Field(default=0.30, ge=0, le=1)
-    max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     image_fetch_timeout_s: float = Field(default=8.0, gt=0)
