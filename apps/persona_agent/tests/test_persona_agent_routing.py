@@ -76,6 +76,8 @@ def test_failover_moves_persona_state_to_the_new_primary(
         redis_url=redis_url.rsplit("/", 1)[0] + "/13",
         shard_routing_redis_url=redis_url.rsplit("/", 1)[0] + "/12",
         shard_routing_refresh_s=0.2,
+        # the replica is the shard's other member (the role renders SHARD_MEMBERS from the inventory)
+        shard_members="0@{}:{}".format(*address(replica_dsn)),
     )
     user = str(uuid.uuid4())
     try:

@@ -116,7 +116,9 @@ def test_router_follows_the_routing_entry(pg: PostgresHandle, pg_b: PostgresHand
 
     async def run() -> None:
         client = aioredis.Redis.from_url(routing_url)
-        router = ShardRouter("test", client, {0: pg.dsn}, pool_config=CONFIG, refresh_s=0.2)
+        # server B is the shard's other member (what the role renders from the inventory)
+        members = {0: [address(pg_b)]}
+        router = ShardRouter("test", client, {0: pg.dsn}, pool_config=CONFIG, refresh_s=0.2, members=members)
         try:
             # no entry: the configured DSN (server A)
             assert await data_directory(router) == str(pg.pgdata)
@@ -213,7 +215,15 @@ def test_template_shard_needs_its_entry(pg: PostgresHandle, pg_b: PostgresHandle
 
     async def run() -> None:
         client = aioredis.Redis.from_url(routing_url)
-        router = ShardRouter("test", client, {0: pg.dsn}, shard_count=2, template=pg.dsn, pool_config=CONFIG)
+        router = ShardRouter(
+            "test",
+            client,
+            {0: pg.dsn},
+            shard_count=2,
+            template=pg.dsn,
+            pool_config=CONFIG,
+            members={1: [address(pg_b)]},
+        )
         try:
             with pytest.raises(LookupError, match="shard 1 has no routing entry"):
                 await router.pool(1)

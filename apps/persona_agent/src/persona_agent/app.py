@@ -36,10 +36,12 @@ from persona_agent.settings import PersonaAgentSettings
 from persona_contract import CONTRACT_VERSION, ContractVersionError, assert_compatible
 from unde_common.db import PoolConfig
 from unde_common.health import Check, create_app, redis_check
-from unde_common.shard_router import ShardRouter
+from unde_common.shard_router import ShardRouter, parse_members
 
 ContractHeader = Annotated[str | None, Header(alias="X-Persona-Contract")]
 M = TypeVar("M", bound=BaseModel)
+#: where the inline body schema keeps its $defs (a JSON pointer into the OpenAPI document)
+_REF = "#/paths/~1persona/post/requestBody/content/application~1json/schema/$defs/{model}"
 
 
 async def parse_body(request: Request, model: type[M]) -> M:
@@ -75,6 +77,7 @@ def create(settings: PersonaAgentSettings | None = None) -> FastAPI:
         shard_count=settings.shard_count,
         template=settings.shard_0_db_url,
         key_template=settings.shard_routing_key,
+        members=parse_members(settings.shard_members),
         pool_config=PoolConfig.from_settings(settings),
         refresh_s=settings.shard_routing_refresh_s,
     )
@@ -145,7 +148,15 @@ def create(settings: PersonaAgentSettings | None = None) -> FastAPI:
     def check_contract(body_version: str | None, header: str | None) -> None:
         assert_compatible(body_version if body_version is not None else header)
 
-    @app.post("/persona", tags=["persona"])
+    # the body is parsed from the raw bytes below; the OpenAPI still documents it (clients, fuzzing)
+    persona_body = {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": PersonaRequest.model_json_schema(ref_template=_REF)}},
+        }
+    }
+
+    @app.post("/persona", tags=["persona"], openapi_extra=persona_body)
     async def persona(request: Request) -> JSONResponse:
         """Body: :class:`persona_agent.models.PersonaRequest` (hot path: parsed from the raw bytes,
         header read directly, answer already plain JSON types — no FastAPI dependency solving or

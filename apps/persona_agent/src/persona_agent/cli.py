@@ -16,7 +16,7 @@ from persona_agent.db import PersonaStore
 from persona_agent.settings import PersonaAgentSettings
 from unde_common.db import PoolConfig
 from unde_common.logging import configure_logging
-from unde_common.shard_router import ShardRouter
+from unde_common.shard_router import ShardRouter, parse_members
 
 
 async def _cleanup(settings: PersonaAgentSettings, now: datetime) -> dict[str, int]:
@@ -31,6 +31,7 @@ async def _cleanup(settings: PersonaAgentSettings, now: datetime) -> dict[str, i
         shard_count=settings.shard_count,
         template=settings.shard_0_db_url,
         key_template=settings.shard_routing_key,
+        members=parse_members(settings.shard_members),
         pool_config=PoolConfig(min_size=0, max_size=1, timeout_s=settings.db_pool_timeout_s),
         routing_timeout_s=1.0,
     )

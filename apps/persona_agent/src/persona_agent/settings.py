@@ -7,9 +7,10 @@ Read by ``PersonaAgentSettings.load()`` from the process environment and the app
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 
-from unde_common.settings import DbPoolSettings, HttpServiceSettings, PostgresDsn, RedisDsn
+from unde_common.settings import CommaList, DbPoolSettings, HttpServiceSettings, PostgresDsn, RedisDsn
+from unde_common.shard_router import parse_members
 
 
 class PersonaAgentSettings(HttpServiceSettings, DbPoolSettings):
@@ -32,6 +33,10 @@ class PersonaAgentSettings(HttpServiceSettings, DbPoolSettings):
     #: key of a shard's routing entry (the Patroni callback writes ``shard:<n>``; the lab's agents
     #: scenario uses its own keys so that the lab Patroni's entry does not move it)
     shard_routing_key: str = Field(default="shard:{index}", pattern=r"\{index\}")
+    #: the only addresses a routing entry may name, per shard: ``<index>@<host>:<port>`` of each
+    #: member's PostgreSQL and PgBouncer (the role renders them from the inventory); an entry
+    #: naming any other address is refused (the configured DSN's own address is always allowed)
+    shard_members: CommaList = Field(default_factory=list)
     #: the routing entry of a shard is re-read at most this often (and at once after a shard error)
     shard_routing_refresh_s: float = Field(default=1.0, gt=0, le=60)
     #: hot-path Redis (local-redis), DB 13: idempotency store, signal buffer, locks
@@ -45,3 +50,9 @@ class PersonaAgentSettings(HttpServiceSettings, DbPoolSettings):
     persona_db_retry_after_s: float = Field(default=2.0, ge=0)
     #: buffered signals of other exchanges older than this are flushed with the next flush
     persona_stale_after_s: float = Field(default=600.0, gt=0)
+
+    @field_validator("shard_members")
+    @classmethod
+    def _members_parse(cls, value: list[str]) -> list[str]:
+        parse_members(value)  # ValueError names the malformed item
+        return value

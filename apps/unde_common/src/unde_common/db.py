@@ -4,6 +4,18 @@ The databases sit behind PgBouncer in transaction mode, so by default server-sid
 statements are off (``prepare_threshold=None``); every connection carries
 ``application_name=<app>`` so ``pg_stat_activity`` and PgBouncer's SHOW CLIENTS tell the apps apart.
 
+**Authentication and TLS, set here for every connection and pool.** Over TCP the client requires
+SCRAM (``require_auth=scram-sha-256``, libpq ≥ 16): a server (or anything listening where a DSN or a
+routing entry points) that asks for a cleartext or MD5 password is refused before the password
+leaves the process. Over a Unix socket (local peer/trust, no password on the wire) the client
+accepts SCRAM or no authentication exchange at all (``scram-sha-256,none``), never a password.
+``sslmode`` / ``sslrootcert`` come from the settings (``DB_SSLMODE``, ``DB_SSLROOTCERT``):
+``verify-full`` with the internal CA where the hop crosses sites, ``prefer`` on loopback dev.
+
+**Dead connections.** Pools check a connection when it is handed out
+(``check=ConnectionPool.check_connection``): after a PostgreSQL restart the next request gets a
+fresh connection instead of the dead one.
+
     pool = create_pool(settings.staging_db_url, app_name="scraper", config=PoolConfig.from_settings(settings))
     with pool.connection() as conn:
         conn.execute("SELECT 1")
@@ -20,6 +32,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import AsyncConnection, Connection
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import DictRow, TupleRow, dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from pydantic import SecretStr
@@ -36,6 +49,7 @@ __all__ = [
     "create_async_pool",
     "create_pool",
     "describe_dsn",
+    "security_params",
 ]
 
 
@@ -54,6 +68,10 @@ class PoolConfig:
     max_idle_s: float = 300.0
     max_lifetime_s: float = 3600.0
     prepared_statements: bool = False
+    #: libpq sslmode of every connection (``verify-full`` where the hop crosses sites)
+    sslmode: str = "prefer"
+    #: CA bundle verifying the server certificate (verify-ca / verify-full); "" = libpq's default
+    sslrootcert: str = ""
 
     @classmethod
     def from_settings(cls, settings: DbPoolSettings) -> PoolConfig:
@@ -63,6 +81,8 @@ class PoolConfig:
             timeout_s=settings.db_pool_timeout_s,
             connect_timeout_s=settings.db_connect_timeout_s,
             prepared_statements=settings.db_prepared_statements,
+            sslmode=settings.db_sslmode,
+            sslrootcert=settings.db_sslrootcert,
         )
 
 
@@ -81,22 +101,56 @@ def describe_dsn(dsn: SecretStr | str) -> str:
     return f"{parts.scheme}://{user}{parts.hostname or ''}{port}{parts.path}"
 
 
-def _connection_kwargs(app_name: str, config: PoolConfig) -> dict[str, Any]:
+#: ``require_auth`` over TCP: SCRAM only, so no password is ever sent in clear or as MD5.
+REQUIRE_AUTH_TCP = "scram-sha-256"
+#: ``require_auth`` over a Unix socket: SCRAM, or local peer/trust that asks for no password.
+REQUIRE_AUTH_SOCKET = "scram-sha-256,none"
+
+
+def _is_socket(host: str) -> bool:
+    return host.startswith(("/", "@"))
+
+
+def security_params(dsn: SecretStr | str, config: PoolConfig | None = None) -> dict[str, str]:
+    """The connection parameters that every connection gets on top of its DSN: ``require_auth``
+    (SCRAM; see the module docstring), ``sslmode`` and ``sslrootcert`` from the settings. They win
+    over the same keys in the DSN: a DSN cannot weaken them."""
+    cfg = config or PoolConfig()
+    try:
+        hosts = str(conninfo_to_dict(_raw(dsn)).get("host") or "").split(",")
+    except psycopg.ProgrammingError:
+        hosts = [""]
+    # no host at all: libpq's default Unix socket
+    socket_only = all(not h or _is_socket(h) for h in hosts)
+    params = {
+        "require_auth": REQUIRE_AUTH_SOCKET if socket_only else REQUIRE_AUTH_TCP,
+        "sslmode": cfg.sslmode,
+    }
+    if cfg.sslrootcert:
+        params["sslrootcert"] = cfg.sslrootcert
+    return params
+
+
+def _connection_kwargs(dsn: SecretStr | str, app_name: str, config: PoolConfig) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "application_name": app_name,
         "connect_timeout": config.connect_timeout_s,
         "autocommit": False,
+        **security_params(dsn, config),
     }
     if not config.prepared_statements:
         kwargs["prepare_threshold"] = None
     return kwargs
 
 
-def connect(dsn: SecretStr | str, *, app_name: str, connect_timeout_s: int = 5) -> Connection[DictRow]:
+def connect(
+    dsn: SecretStr | str, *, app_name: str, connect_timeout_s: int = 5, config: PoolConfig | None = None
+) -> Connection[DictRow]:
     """One connection with dict rows, for a worker task: autocommit (the task opens an explicit
-    transaction for each unit of work), no server-side prepared statements (PgBouncer)."""
+    transaction for each unit of work), no server-side prepared statements (PgBouncer); SCRAM and
+    TLS as for the pools (``config`` gives sslmode / sslrootcert)."""
     return psycopg.connect(
-        _raw(dsn),
+        make_conninfo(_raw(dsn), **security_params(dsn, config)),
         autocommit=True,
         row_factory=dict_row,
         prepare_threshold=None,
@@ -123,8 +177,9 @@ def create_pool(
         timeout=cfg.timeout_s,
         max_idle=cfg.max_idle_s,
         max_lifetime=cfg.max_lifetime_s,
-        kwargs=_connection_kwargs(app_name, cfg),
+        kwargs=_connection_kwargs(dsn, app_name, cfg),
         name=name or f"{app_name}:{describe_dsn(dsn)}",
+        check=ConnectionPool.check_connection,
         open=False,
     )
     if open:
@@ -148,8 +203,9 @@ def create_async_pool(
         timeout=cfg.timeout_s,
         max_idle=cfg.max_idle_s,
         max_lifetime=cfg.max_lifetime_s,
-        kwargs=_connection_kwargs(app_name, cfg),
+        kwargs=_connection_kwargs(dsn, app_name, cfg),
         name=name or f"{app_name}:{describe_dsn(dsn)}",
+        check=AsyncConnectionPool.check_connection,
         open=False,
     )
 

@@ -17,6 +17,7 @@ environment variable that sets it, without echoing the value.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable
@@ -38,6 +39,7 @@ __all__ = [
     "Duration",
     "HttpClientSettings",
     "HttpServiceSettings",
+    "ImageFetchSettings",
     "LogLevel",
     "PostgresDsn",
     "RedisDsn",
@@ -230,6 +232,10 @@ class HttpServiceSettings(UndeSettings):
     workers: int = Field(default=1, ge=1, le=64)
     #: seconds a /health dependency check may take before it counts as failed
     health_check_timeout_s: float = Field(default=2.0, gt=0)
+    #: request bodies larger than this are refused with 413 (routes may set their own limit)
+    max_request_bytes: int = Field(default=1024 * 1024, ge=1)
+    #: the Retry-After (seconds) of the 503 answered while a backing store (Redis, PostgreSQL) is down
+    store_retry_after_s: int = Field(default=1, ge=1)
 
 
 class DbPoolSettings(UndeSettings):
@@ -243,6 +249,11 @@ class DbPoolSettings(UndeSettings):
     db_connect_timeout_s: int = Field(default=5, ge=1)
     #: PgBouncer in transaction mode cannot keep server-side prepared statements
     db_prepared_statements: bool = False
+    #: libpq sslmode of every PostgreSQL connection: ``verify-full`` where the hop crosses sites
+    #: (shard ↔ replica, apps ↔ production-db over the tunnel), ``prefer`` on loopback
+    db_sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
+    #: CA bundle that verifies the servers' certificates (verify-ca / verify-full); "" = libpq's default
+    db_sslrootcert: str = ""
 
 
 class HttpClientSettings(UndeSettings):
@@ -258,6 +269,64 @@ class HttpClientSettings(UndeSettings):
     #: one logical provider call (all attempts, the sleeps between them, each body read) ends
     #: after this many seconds; a server trickling bytes cannot stretch it
     http_deadline_s: float = Field(default=60.0, gt=0)
+
+
+def _check_schemes(value: list[str]) -> list[str]:
+    schemes = [v.lower() for v in value]
+    unknown = sorted(set(schemes) - {"http", "https"})
+    if unknown or not schemes:
+        raise ValueError(f"image URL schemes must be http and/or https; got {unknown or 'none'}")
+    return schemes
+
+
+def _check_networks(value: list[str]) -> list[str]:
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP network (CIDR such as 127.0.0.1/32)") from None
+    return value
+
+
+def _check_hosts(value: list[str]) -> list[str]:
+    hosts = [v.lower().rstrip(".").removeprefix("[").removesuffix("]") for v in value]
+    for host in hosts:
+        try:
+            ipaddress.ip_address(host)
+            continue
+        except ValueError:
+            pass
+        if not re.fullmatch(r"(\*\.)?[a-z0-9_-]+(\.[a-z0-9_-]+)*", host):
+            raise ValueError(f"{host!r} is not a host name, *.suffix or IP address (no port, no path)")
+    return hosts
+
+
+class ImageFetchSettings(UndeSettings):
+    """Where the image fetcher (``unde_common.images.FetchPolicy``) may download from, and how large
+    an image may be. Production allows only https URLs on Object Storage and the brands' CDNs whose
+    addresses are public; loopback, private, link-local and other non-public addresses are refused
+    after DNS resolution unless ``IMAGE_FETCH_ALLOW_NETWORKS`` names them (tests, the lab)."""
+
+    #: hosts an image URL may name (Object Storage, the brands' CDNs); ``*.example.com`` allows
+    #: every subdomain of example.com. Any other host is refused before DNS is asked.
+    image_fetch_hosts: Annotated[CommaList, AfterValidator(_check_hosts)] = Field(
+        default_factory=lambda: ["hel1.your-objectstorage.com"]
+    )
+    #: URL schemes allowed (``https``; ``http`` only where the hop stays inside a test or lab network)
+    image_fetch_schemes: Annotated[CommaList, AfterValidator(_check_schemes)] = Field(
+        default_factory=lambda: ["https"]
+    )
+    #: non-public networks (CIDRs) an allowed host may resolve into; empty in production
+    image_fetch_allow_networks: Annotated[CommaList, AfterValidator(_check_networks)] = Field(
+        default_factory=list
+    )
+    #: redirects followed per image, each hop checked like the first URL
+    image_fetch_max_redirects: int = Field(default=3, ge=0, le=10)
+    #: bytes downloaded per image (the body is streamed and cut off beyond this)
+    max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    #: pixels (width x height from the header) an image may have before it is decoded: a 64 MP
+    #: limit is far beyond any catalog or phone photo and refuses decompression bombs
+    max_image_pixels: int = Field(default=64_000_000, ge=1)
 
 
 class CeleryWorkerSettings(UndeSettings):

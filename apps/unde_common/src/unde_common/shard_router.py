@@ -21,6 +21,15 @@ and the old one closed: after a failover the agent follows the new primary withi
 When the key is missing, the configured DSN is used (shards configured only through ``template``
 — same credentials, routed by their entry — then answer LookupError); when Redis cannot be read,
 the last known target stays (or the configured DSN before any was known).
+
+**Only the shard's own members.** Whoever can write DB 12 could otherwise point the router at a
+server of their choice and collect the shard's password. An entry is followed only when the address
+it names (host and the port connected to) is one of the shard's members from the inventory
+(``members=``, the app's ``SHARD_MEMBERS`` setting rendered by its role: ``<index>@<host>:<port>``,
+parsed by :func:`parse_members`) or the address of the shard's configured DSN. Any other entry is
+refused and logged (shard, host, port; never the DSN), no connection is made to it, and the shard
+stays on its last target (the configured DSN before any was known); ``refused`` counts them.
+Connections also require SCRAM (``unde_common.db``), so a password never crosses in clear.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +46,7 @@ from uuid import UUID
 
 import redis.asyncio as aioredis
 from psycopg import AsyncConnection
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 from pydantic import SecretStr
@@ -48,6 +57,7 @@ __all__ = [
     "ROUTING_KEY",
     "RoutingEntry",
     "ShardRouter",
+    "parse_members",
     "retarget",
     "routing_table_lookup",
     "shard_of",
@@ -119,6 +129,40 @@ class RoutingEntry:
         return self.pgbouncer_port if self.pgbouncer_port > 0 else self.port
 
 
+Address = tuple[str, int]
+
+
+def _address(text: str) -> Address:
+    host, sep, port = text.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"shard member address must be host:port, got {text!r}")
+    return host, int(port)
+
+
+def parse_members(items: Iterable[str]) -> dict[int, frozenset[Address]]:
+    """``["0@10.2.0.10:5432", "0@10.1.1.10:6432", ...]`` → {shard: {(host, port), ...}}."""
+    members: dict[int, set[Address]] = {}
+    for item in items:
+        if not item.strip():
+            continue
+        index, sep, addr = item.strip().partition("@")
+        if not sep or not index.isdigit():
+            raise ValueError(f"shard member must be <index>@<host>:<port>, got {item!r}")
+        members.setdefault(int(index), set()).add(_address(addr))
+    return {i: frozenset(a) for i, a in members.items()}
+
+
+def _dsn_addresses(dsn: str) -> set[Address]:
+    """The host:port pairs a DSN connects to (libpq's defaults for what it leaves out)."""
+    d = conninfo_to_dict(dsn)
+    hosts = str(d.get("host") or "").split(",")
+    ports = str(d.get("port") or "").split(",")
+    if len(ports) == 1:
+        ports = ports * len(hosts)
+    return {(h, int(p) if p else 5432) for h, p in zip(hosts, ports, strict=False) if h}
+
+
 def retarget(dsn: SecretStr | str, host: str, port: int) -> str:
     """``dsn`` (URL or key/value) pointed at ``host:port``; everything else kept."""
     raw = dsn.get_secret_value() if isinstance(dsn, SecretStr) else dsn
@@ -143,6 +187,8 @@ class _Shard:
     dsn: str | None = None
     pool: Pool | None = None
     entry: RoutingEntry | None = None
+    allowed: frozenset[Address] = frozenset()
+    refused: RoutingEntry | None = None  # the last refused entry, logged once
     checked_until: float = 0.0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -161,6 +207,7 @@ class ShardRouter:
         assignment: Assignment | None = None,
         template: SecretStr | str | None = None,
         key_template: str = ROUTING_KEY,
+        members: Mapping[int, Iterable[Address]] | None = None,
     ) -> None:
         if "{index}" not in key_template:
             raise ValueError(f"key_template must contain {{index}}: {key_template!r}")
@@ -184,6 +231,10 @@ class ShardRouter:
         }
         for i in missing:  # reachable through their routing entry only (the template's credentials)
             self._shards[i] = _Shard(None)
+        for i, shard in self._shards.items():
+            own = _dsn_addresses(shard.configured) if shard.configured else set()
+            shard.allowed = frozenset(own | set((members or {}).get(i, ())))
+        self.refused = 0
         self._retired: set[asyncio.Task[None]] = set()
         self.switches = 0
 
@@ -236,6 +287,21 @@ class ShardRouter:
             shard.checked_until = time.monotonic() + self.refresh_s
             if not ok and shard.pool is not None:
                 return shard.pool
+            if entry is not None and (entry.host, entry.target_port) not in shard.allowed:
+                self.refused += 1
+                if shard.refused != entry:
+                    shard.refused = entry
+                    log.error(
+                        "shard %d routing entry names %s:%d (member %r), not a member of the shard; refused",
+                        index,
+                        entry.host,
+                        entry.target_port,
+                        entry.member,
+                        extra={"shard": index, "host": entry.host, "port": entry.target_port},
+                    )
+                if shard.pool is not None:
+                    return shard.pool
+                entry = None
             base = shard.configured or self.template
             assert base is not None
             if entry is not None:
