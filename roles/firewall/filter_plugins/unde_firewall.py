@@ -1,9 +1,16 @@
-"""Filter ``unde_firewall_rules``: the inbound accept rules of one host, from ``unde_services``.
+"""Filters ``unde_firewall_rules`` and ``unde_firewall_egress_rules``, from ``unde_services``.
 
-For every service whose ``groups`` contain a group of the host (or ``all``), the host accepts
-``proto dport port`` only from the client hosts' addresses (``clients`` groups; ``all`` = every
-inventory host; ``public`` = any source), plus the admin CIDRs for the admin services. The result
-is fully sorted so the rendered ruleset is byte-for-byte stable between runs.
+Inbound: for every service whose ``groups`` contain a group of the host (or ``all``), the host
+accepts ``proto dport port`` only from the client hosts' addresses (``clients`` groups; ``all`` =
+every inventory host; ``public`` = any source), plus the admin CIDRs for the admin services.
+
+Outbound (the allow-list of ``firewall_egress_policy: allowlist``): for every service whose
+``clients`` contain a group of the host (``all``, ``public`` count for every host), the host may
+open ``proto dport port`` to the addresses of the hosts that run it (each server's own
+``unde_port_overrides`` win), plus the setting's entries to ``any`` destination, to ``public``
+ones (outside the private networks) or to listed networks.
+
+Results are fully sorted so the rendered ruleset is byte-for-byte stable between runs.
 """
 
 from __future__ import annotations
@@ -14,6 +21,9 @@ from typing import Any, TypedDict
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 PROTOCOLS = ("tcp", "udp")
+# IANA names an egress allow-list entry may give as its port (the external services' standard
+# ports, which are no facts of the port registry).
+WELL_KNOWN_PORTS = {"domain": 53, "bootps": 67, "http": 80, "ntp": 123, "https": 443, "ssh": 22}
 
 
 class FirewallRule(TypedDict):
@@ -166,8 +176,106 @@ def unde_firewall_rules(
     return rules
 
 
+class EgressRule(TypedDict):
+    name: str
+    proto: str
+    port: int
+    # "hosts" (ipv4/ipv6 lists), "any" (every destination) or "public" (not in private4/private6).
+    scope: str
+    ipv4: list[str]
+    ipv6: list[str]
+    description: str
+
+
+def _egress_rule(
+    name: str, proto: str, port: int, scope: str, nets: set[IPNetwork], description: Any
+) -> EgressRule:
+    ordered = sorted(nets, key=lambda n: (n.version, n.network_address, n.prefixlen))
+    return EgressRule(
+        name=name,
+        proto=proto,
+        port=port,
+        scope=scope,
+        ipv4=[_render(n) for n in ordered if n.version == 4],
+        ipv6=[_render(n) for n in ordered if n.version == 6],
+        description=" ".join(str(description or "").replace('"', "'").split()),
+    )
+
+
+def _egress_allow(entry: Mapping[str, Any]) -> EgressRule:
+    name = str(entry.get("name") or "")
+    if not name:
+        raise FirewallRulesError(f"firewall egress allow-list: {dict(entry)!r} has no name")
+    proto = _proto(name, entry.get("proto", "tcp"))
+    port = _port(name, WELL_KNOWN_PORTS.get(str(entry.get("port")), entry.get("port")))
+    dest = entry.get("destinations")
+    if dest in ("any", "public"):
+        return _egress_rule(name, proto, port, str(dest), set(), entry.get("description", ""))
+    if isinstance(dest, Sequence) and not isinstance(dest, str) and dest:
+        nets = {_network(str(d), f"firewall egress allow-list {name}") for d in dest}
+        return _egress_rule(name, proto, port, "hosts", nets, entry.get("description", ""))
+    raise FirewallRulesError(
+        f"firewall egress allow-list {name}: destinations must be 'any', 'public' or a non-empty list"
+    )
+
+
+def unde_firewall_egress_rules(
+    services: Mapping[str, Mapping[str, Any]],
+    host: str,
+    groups: Mapping[str, Sequence[str]],
+    hostvars: Mapping[str, Any],
+    address_vars: Sequence[str] = ("private_ip",),
+    allow: Sequence[Mapping[str, Any]] = (),
+) -> list[EgressRule]:
+    """Return the outbound accept rules for ``host``, sorted by (port, proto, name).
+
+    Args:
+        services: ``unde_services`` (name -> {port, proto, groups, clients, description}).
+        host: the inventory name of the host the ruleset is for.
+        groups: Ansible's ``groups`` (group -> member hosts, children flattened).
+        hostvars: Ansible's ``hostvars`` (a server's ``unde_port_overrides`` move its port).
+        address_vars: host variables whose values are a server's addresses.
+        allow: the setting's entries, {name, proto, port, destinations: any | public | [CIDRs]}.
+
+    Returns:
+        One rule per (service, port) the host calls, one per allow-list entry.
+    """
+    host_groups = {g for g, members in groups.items() if host in members} | {"all", "public"}
+    rules: list[EgressRule] = [_egress_allow(entry) for entry in allow]
+    for name in sorted(services):
+        svc = services[name]
+        if not host_groups.intersection(str(c) for c in svc.get("clients") or []):
+            continue
+        proto = _proto(name, svc.get("proto", "tcp"))
+        by_port: dict[int, set[IPNetwork]] = {}
+        for group in svc.get("groups") or []:
+            if group not in groups:
+                raise FirewallRulesError(f"service {name}: server group {group!r} is not in the inventory")
+            for server in groups[group]:
+                if server == host:
+                    continue  # its own address leaves through lo, which is accepted
+                overrides = hostvars[server].get("unde_port_overrides") or {}
+                port = _port(name, overrides.get(name, svc.get("port")))
+                by_port.setdefault(port, set()).update(_host_addresses([server], hostvars, address_vars))
+        for port, nets in sorted(by_port.items()):
+            rules.append(_egress_rule(name, proto, port, "hosts", nets, svc.get("description", "")))
+    rules.sort(key=lambda r: (r["port"], r["proto"], r["name"]))
+    return rules
+
+
+def unde_firewall_networks(networks: Sequence[str], version: int) -> list[str]:
+    """The networks of one IP version, checked and sorted, as nft writes them."""
+    nets = {_network(str(n), "firewall_egress_private_cidrs") for n in networks}
+    same = [n for n in nets if n.version == version]
+    return [_render(n) for n in sorted(same, key=lambda n: (n.network_address, n.prefixlen))]
+
+
 class FilterModule:
     """Ansible filter plugin entry point."""
 
     def filters(self) -> dict[str, Any]:
-        return {"unde_firewall_rules": unde_firewall_rules}
+        return {
+            "unde_firewall_rules": unde_firewall_rules,
+            "unde_firewall_egress_rules": unde_firewall_egress_rules,
+            "unde_firewall_networks": unde_firewall_networks,
+        }

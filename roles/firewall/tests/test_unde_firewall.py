@@ -112,3 +112,63 @@ def test_extra_rules() -> None:
 def test_errors(services: dict[str, Any], overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(fw.FirewallRulesError, match=message):
         fw.unde_firewall_rules(services, "db1", GROUPS, HOSTVARS, port_overrides=overrides)
+
+
+# ------------------------------------------------------------------------------------- egress
+
+
+def egress(host: str, **kwargs: Any) -> dict[str, Any]:
+    out = fw.unde_firewall_egress_rules(SERVICES, host, GROUPS, HOSTVARS, address_vars=ADDRESS_VARS, **kwargs)
+    return {r["name"]: r for r in out}
+
+
+def test_egress_only_to_the_servers_of_services_the_host_is_a_client_of() -> None:
+    mon = egress("mon")
+    # the monitoring server scrapes node_exporter on every other host, may ssh (clients: all),
+    # reach the public https service; grafana runs on itself (lo), so no rule
+    assert sorted(mon) == ["https", "node_exporter", "ssh"]
+    assert mon["node_exporter"]["ipv4"] == ["10.1.0.10", "10.2.0.2", "10.3.0.1"]
+    assert mon["https"]["ipv4"] == ["10.2.0.2", "10.3.0.1"]
+    assert mon["https"]["scope"] == "hosts"
+    db = egress("db1")
+    # db1 is no monitoring server: it may not open node_exporter anywhere
+    assert sorted(db) == ["https", "ssh", "wg"]
+    assert db["wg"]["ipv4"] == ["10.2.0.2", "10.3.0.1"]
+    assert "10.1.0.10" not in db["ssh"]["ipv4"]
+
+
+def test_egress_uses_each_servers_port_override() -> None:
+    hostvars = {**HOSTVARS, "db1": {**HOSTVARS["db1"], "unde_port_overrides": {"node_exporter": 9200}}}
+    out = fw.unde_firewall_egress_rules(SERVICES, "mon", GROUPS, hostvars)
+    ports = {(r["name"], r["port"]): r["ipv4"] for r in out}
+    assert ports[("node_exporter", 9200)] == ["10.1.0.10"]
+    assert ports[("node_exporter", 9100)] == ["10.2.0.2"]
+
+
+def test_egress_allow_entries() -> None:
+    allow = [
+        {"name": "dns", "proto": "udp", "port": 53, "destinations": "any"},
+        {"name": "https_public", "proto": "tcp", "port": 443, "destinations": "public"},
+        {"name": "sim", "proto": "tcp", "port": 18080, "destinations": ["198.18.0.1", "2001:db8::1/128"]},
+    ]
+    r = egress("db1", allow=allow)
+    assert (r["dns"]["scope"], r["dns"]["proto"]) == ("any", "udp")
+    assert r["https_public"]["scope"] == "public"
+    assert (r["sim"]["ipv4"], r["sim"]["ipv6"]) == (["198.18.0.1"], ["2001:db8::1"])
+    with pytest.raises(fw.FirewallRulesError, match="destinations"):
+        egress("db1", allow=[{"name": "x", "port": 1, "destinations": "everywhere"}])
+    with pytest.raises(fw.FirewallRulesError, match="not an IP"):
+        egress("db1", allow=[{"name": "x", "port": 1, "destinations": ["api.example.com"]}])
+
+
+def test_egress_networks_by_version() -> None:
+    nets = ["192.168.0.0/16", "10.0.0.0/8", "fc00::/7", "127.0.0.1/32"]
+    assert fw.unde_firewall_networks(nets, 4) == ["10.0.0.0/8", "127.0.0.1", "192.168.0.0/16"]
+    assert fw.unde_firewall_networks(nets, 6) == ["fc00::/7"]
+
+
+def test_egress_allow_port_by_iana_name() -> None:
+    r = egress("db1", allow=[{"name": "https", "proto": "tcp", "port": "https", "destinations": "public"}])
+    assert r["https"]["port"] == 443
+    with pytest.raises(fw.FirewallRulesError, match="not a number"):
+        egress("db1", allow=[{"name": "x", "port": "gopher", "destinations": "any"}])
