@@ -30,7 +30,7 @@ from embed_batch import __version__
 from embed_batch.jobs import JobStore, ScopeError, validate_scope
 from embed_batch.schedule import QUEUES
 from embed_batch.settings import EmbedBatchSettings
-from unde_common.db import AsyncPools, PoolConfig
+from unde_common.db import AsyncPools, PoolConfig, connect
 from unde_common.health import Check, create_app, redis_check
 from unde_common.metrics import AppMetrics
 
@@ -113,9 +113,10 @@ class EmbeddingsCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
-            with psycopg.connect(self.dsn, connect_timeout=self.timeout_s, prepare_threshold=None) as conn:
+            # unde_common.db.connect: SCRAM required and TLS settings, as every other connection
+            with connect(self.dsn, app_name="embed_batch", connect_timeout_s=self.timeout_s) as conn:
                 row = conn.execute(
-                    "SELECT count(*), pg_relation_size('unde_ai.idx_sku_image_embeddings_hnsw')"
+                    "SELECT count(*) AS n, pg_relation_size('unde_ai.idx_sku_image_embeddings_hnsw') AS size"
                     " FROM unde_ai.sku_image_embeddings"
                 ).fetchone()
         except psycopg.Error:
@@ -123,10 +124,12 @@ class EmbeddingsCollector(Collector):
         if row is None:
             return
         yield GaugeMetricFamily(
-            "sku_image_embeddings_count", "Rows of unde_ai.sku_image_embeddings.", value=row[0]
+            "sku_image_embeddings_count", "Rows of unde_ai.sku_image_embeddings.", value=row["n"]
         )
         yield GaugeMetricFamily(
-            "sku_image_embeddings_hnsw_size_bytes", "Size of idx_sku_image_embeddings_hnsw.", value=row[1]
+            "sku_image_embeddings_hnsw_size_bytes",
+            "Size of idx_sku_image_embeddings_hnsw.",
+            value=row["size"],
         )
 
 
