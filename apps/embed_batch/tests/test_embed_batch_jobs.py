@@ -30,7 +30,7 @@ from unde_common.images import decode_image
 from unde_common.s3 import ObjectStore, S3Config
 from unde_testkit.recognition_simulators import solid_image
 from unde_testkit.recognition_testbed import migrate_database, png_bytes
-from unde_testkit.testing import PostgresHandle, S3Handle, free_port
+from unde_testkit.testing import PostgresHandle, S3Handle, free_port, stop_process
 from unde_testkit.testmodel import build_test_model
 
 COLOURS = [(200, 30, 40), (30, 60, 190), (40, 150, 60), (230, 210, 40), (150, 150, 150)]
@@ -207,11 +207,7 @@ def test_http_api_and_a_worker_that_resumes_after_a_crash(
             assert any("resuming an interrupted embedding job" in line for line in output), "".join(output)
             metrics = client.get("/metrics").text
         finally:
-            worker.terminate()
-            try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+            stop_process(worker, timeout=20)
     for name in (
         "embed_batch_throughput_imgs_sec",
         "embed_batch_job_duration_sec",

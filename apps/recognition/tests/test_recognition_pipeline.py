@@ -25,7 +25,7 @@ from recognition.settings import RecognitionSettings
 from unde_common.db import PoolConfig, create_pool
 from unde_testkit.apptests import recognition_pipeline
 from unde_testkit.recognition_testbed import Stack, recognition_bed
-from unde_testkit.testing import PostgresHandle, free_port
+from unde_testkit.testing import PostgresHandle, free_port, stop_process
 
 
 @pytest.fixture(scope="module")
@@ -262,11 +262,7 @@ def test_celery_worker_runs_recognize_photo(stack: Stack, tmp_path: Path) -> Non
         assert row(stack, result["request_id"])["status"] == "completed"
     finally:
         os.environ.pop("UNDE_ENV_FILE", None)
-        worker.terminate()
-        try:
-            worker.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_process(worker, timeout=20)
 
 
 def test_production_db_down_still_answers(sims: Stack, pipeline: Callable[..., Pipeline]) -> None:

@@ -74,7 +74,18 @@ __all__ = [
     "serve_command",
     "serve_module",
     "settings_env",
+    "stop_process",
 ]
+
+
+def stop_process(proc: subprocess.Popen[Any], *, timeout: float = 10) -> None:
+    """SIGTERM, wait up to ``timeout`` s, then SIGKILL and reap: a test's server never outlives it."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -398,12 +409,7 @@ def redis_server(workdir: Path, *, password: str | None = None, port: int | None
         client.close()
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
 
 
@@ -526,12 +532,7 @@ def running_service(
                 time.sleep(0.1)
             yield proc
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, timeout=20)
 
 
 def serve_module(module: str, env_file: Path, *, port: int, path: str = "/health/live") -> ServedProcess:
@@ -705,10 +706,5 @@ def s3_server(workdir: Path) -> Iterator[S3Handle]:
                 time.sleep(0.1)
         yield S3Handle(endpoint_url=url, access_key="unde-test", secret_key="unde-test-secret")  # noqa: S106
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
