@@ -16,14 +16,14 @@ Results are fully sorted so the rendered ruleset is byte-for-byte stable between
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypedDict
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 PROTOCOLS = ("tcp", "udp")
-# IANA names an egress allow-list entry may give as its port (the external services' standard
-# ports, which are no facts of the port registry).
-WELL_KNOWN_PORTS = {"domain": 53, "bootps": 67, "http": 80, "ntp": 123, "https": 443, "ssh": 22}
+# IANA names an egress allow-list entry may give as its port (external services' standard ports).
+SERVICE_NAMES = frozenset({"domain", "bootps", "http", "ntp", "https", "ssh"})
 
 
 class FirewallRule(TypedDict):
@@ -202,12 +202,24 @@ def _egress_rule(
     )
 
 
+def _service_port(name: str, value: Any, proto: str) -> Any:
+    """One of :data:`SERVICE_NAMES` as its number from the controller's services database
+    (/etc/services): the external services' standard ports are not the registry's facts, and are
+    not typed here either. Anything else is returned for :func:`_port` to check."""
+    if str(value) in SERVICE_NAMES:
+        try:
+            return socket.getservbyname(str(value), proto)
+        except OSError as exc:
+            raise FirewallRulesError(f"service {name}: {value!r} is no {proto} service") from exc
+    return value
+
+
 def _egress_allow(entry: Mapping[str, Any]) -> EgressRule:
     name = str(entry.get("name") or "")
     if not name:
         raise FirewallRulesError(f"firewall egress allow-list: {dict(entry)!r} has no name")
     proto = _proto(name, entry.get("proto", "tcp"))
-    port = _port(name, WELL_KNOWN_PORTS.get(str(entry.get("port")), entry.get("port")))
+    port = _port(name, _service_port(name, entry.get("port"), proto))
     dest = entry.get("destinations")
     if dest in ("any", "public"):
         return _egress_rule(name, proto, port, str(dest), set(), entry.get("description", ""))

@@ -45,7 +45,7 @@ from typing import Any
 from uuid import UUID
 
 import redis.asyncio as aioredis
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
@@ -153,6 +153,10 @@ def parse_members(items: Iterable[str]) -> dict[int, frozenset[Address]]:
     return {i: frozenset(a) for i, a in members.items()}
 
 
+#: the port libpq connects to when a DSN names none (its compiled-in default, read from libpq)
+LIBPQ_DEFAULT_PORT = int(next(o.compiled for o in pq.Conninfo.get_defaults() if o.keyword == b"port") or 0)
+
+
 def _dsn_addresses(dsn: str) -> set[Address]:
     """The host:port pairs a DSN connects to (libpq's defaults for what it leaves out)."""
     d = conninfo_to_dict(dsn)
@@ -160,7 +164,7 @@ def _dsn_addresses(dsn: str) -> set[Address]:
     ports = str(d.get("port") or "").split(",")
     if len(ports) == 1:
         ports = ports * len(hosts)
-    return {(h, int(p) if p else 5432) for h, p in zip(hosts, ports, strict=False) if h}
+    return {(h, int(p) if p else LIBPQ_DEFAULT_PORT) for h, p in zip(hosts, ports, strict=False) if h}
 
 
 def retarget(dsn: SecretStr | str, host: str, port: int) -> str:
