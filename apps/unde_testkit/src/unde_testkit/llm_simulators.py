@@ -23,11 +23,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from unde_testkit.recognition_simulators import (
-    GEMINI_MODELS,
-    gemini_auth_error,
-    gemini_model_not_found,
+    gemini_admit,
     gemini_rate_limited,
-    gemini_thinking_level,
     gemini_usage,
     google_error,
 )
@@ -178,11 +175,7 @@ class LLMSimulator:
         key = request.headers.get("x-goog-api-key")
         self.requests.append({"provider": "gemini", "path": request.url.path, "key": key, "body": body})
         self._record(request, body)
-        if (denied := gemini_auth_error(key, key or "")) is not None:
-            return denied
-        if model not in GEMINI_MODELS:
-            return gemini_model_not_found(model)
-        level = gemini_thinking_level(model, body)
+        level = gemini_admit(key, key or "", model, body)
         if isinstance(level, Response):
             return level
         fault = await self._fault("gemini", model)

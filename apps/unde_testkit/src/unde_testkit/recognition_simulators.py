@@ -702,6 +702,16 @@ def gemini_thinking_level(model: str, body: dict[str, Any]) -> str | Response:
     return level.lower()
 
 
+def gemini_admit(key: str | None, expected_key: str, model: str, body: dict[str, Any]) -> str | Response:
+    """The checks the real generateContent makes before any work, in its order: the key, the model
+    id, the thinking config. Returns the thinking level the request runs at, or the refusal."""
+    if (denied := gemini_auth_error(key, expected_key)) is not None:
+        return denied
+    if model not in GEMINI_MODELS:
+        return gemini_model_not_found(model)
+    return gemini_thinking_level(model, body)
+
+
 def gemini_usage(prompt_tokens: int, text: str, level: str) -> dict[str, Any]:
     """``usageMetadata``: ``thoughtsTokenCount`` (present when the model thought) is billed as output
     on top of ``candidatesTokenCount`` (https://ai.google.dev/gemini-api/docs/thinking, pricing: output
@@ -797,11 +807,7 @@ class GeminiSimulator(_FaultySimulator):
                 "json": body,
             }
         )
-        if (denied := gemini_auth_error(request.headers.get("x-goog-api-key"), self.api_key)) is not None:
-            return denied
-        if model not in GEMINI_MODELS:
-            return gemini_model_not_found(model)
-        level = gemini_thinking_level(model, body)
+        level = gemini_admit(request.headers.get("x-goog-api-key"), self.api_key, model, body)
         if isinstance(level, Response):
             return level
         if (injected := await self._injected("generate", model)) is not None:
