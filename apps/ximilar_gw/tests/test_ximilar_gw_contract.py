@@ -5,19 +5,16 @@ gateway's search finds with its metadata, both against one strict simulator."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
-import pytest
 from fastapi.testclient import TestClient
 from psycopg.types.json import Jsonb
 
 from unde_testkit.recognition_simulators import XIMILAR_DEFAULT_FIELDS, XIMILAR_SERVICE, solid_image
-from unde_testkit.recognition_testbed import PHOTO_ITEMS, Stack, recognition_bed
-from unde_testkit.testing import PostgresHandle
+from unde_testkit.recognition_testbed import PHOTO_ITEMS, Stack
 from ximilar_gw.app import create
 from ximilar_gw.routes.search import _ximilar_candidate
 from ximilar_gw.routes.tag import attributes
@@ -35,19 +32,6 @@ def contract(name: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((CONTRACTS / f"{name}.json").read_text())
     assert data["source"]
     return data
-
-
-@pytest.fixture(scope="module")
-def bed(pg: PostgresHandle, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with recognition_bed(pg.dsn, redis_url, tmp_path_factory.mktemp("bed")) as stack:
-        yield stack
-
-
-@pytest.fixture
-def sims(bed: Stack) -> Iterator[Stack]:
-    bed.ximilar.clear()
-    yield bed
-    bed.ximilar.clear()
 
 
 def gw(bed: Stack, **overrides: Any) -> TestClient:

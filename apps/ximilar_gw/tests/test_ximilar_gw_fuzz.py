@@ -6,7 +6,6 @@ its Redis stopped: 503 + Retry-After (it used to answer 500), served again once 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,17 +16,11 @@ from embedder.settings import EmbedderSettings
 from llm_reranker.app import create as create_reranker
 from llm_reranker.settings import LlmRerankerSettings
 from unde_testkit.fuzz import fuzz_app
-from unde_testkit.recognition_testbed import LOOPBACK_IMAGE_FETCH, Stack, recognition_bed
-from unde_testkit.testing import PostgresHandle, redis_server
+from unde_testkit.recognition_testbed import LOOPBACK_IMAGE_FETCH, Stack
+from unde_testkit.testing import redis_server
 from ximilar_gw.app import create
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture(scope="module")
-def bed(pg: PostgresHandle, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with recognition_bed(pg.dsn, redis_url, tmp_path_factory.mktemp("fuzzbed")) as stack:
-        yield stack
 
 
 def test_ximilar_gw_fuzz_finds_no_5xx(bed: Stack) -> None:

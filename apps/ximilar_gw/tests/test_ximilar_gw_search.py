@@ -5,31 +5,17 @@ the spec 01 §19 metrics."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 from fastapi.testclient import TestClient
 
-from unde_testkit.recognition_testbed import PHOTO_ITEMS, Stack, recognition_bed
-from unde_testkit.testing import PostgresHandle, free_port
+from unde_testkit.recognition_testbed import PHOTO_ITEMS, Stack
+from unde_testkit.testing import free_port
 from ximilar_gw.app import create
 from ximilar_gw.rate_limiter import RedisRateLimiter
 from ximilar_gw.search import Candidate, merge, needs_booster
-
-
-@pytest.fixture(scope="module")
-def bed(pg: PostgresHandle, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with recognition_bed(pg.dsn, redis_url, tmp_path_factory.mktemp("bed")) as stack:
-        yield stack
-
-
-@pytest.fixture
-def sims(bed: Stack) -> Iterator[Stack]:
-    bed.ximilar.clear()
-    yield bed
-    bed.ximilar.clear()
 
 
 def gw(bed: Stack, **overrides: Any) -> TestClient:
