@@ -74,16 +74,27 @@ def _proto(name: str, value: Any) -> str:
 def _rule(
     name: str, proto: str, port: int, public: bool, sources: set[IPNetwork], description: Any
 ) -> FirewallRule:
-    ordered = sorted(sources, key=lambda n: (n.version, n.network_address, n.prefixlen))
+    ipv4, ipv6 = _by_family(sources)
     return FirewallRule(
         name=name,
         proto=proto,
         port=port,
         public=public,
-        ipv4=[_render(n) for n in ordered if n.version == 4],
-        ipv6=[_render(n) for n in ordered if n.version == 6],
-        description=" ".join(str(description or "").replace('"', "'").split()),
+        ipv4=ipv4,
+        ipv6=ipv6,
+        description=_comment(description),
     )
+
+
+def _by_family(nets: set[IPNetwork]) -> tuple[list[str], list[str]]:
+    """The networks sorted and rendered as nft writes them, IPv4 and IPv6 apart."""
+    ordered = sorted(nets, key=lambda n: (n.version, n.network_address, n.prefixlen))
+    return [_render(n) for n in ordered if n.version == 4], [_render(n) for n in ordered if n.version == 6]
+
+
+def _comment(description: Any) -> str:
+    """A description as one line without double quotes (it goes into a comment line of the ruleset)."""
+    return " ".join(str(description or "").replace('"', "'").split())
 
 
 def _extra_rule(extra: Mapping[str, Any]) -> FirewallRule:
@@ -190,15 +201,15 @@ class EgressRule(TypedDict):
 def _egress_rule(
     name: str, proto: str, port: int, scope: str, nets: set[IPNetwork], description: Any
 ) -> EgressRule:
-    ordered = sorted(nets, key=lambda n: (n.version, n.network_address, n.prefixlen))
+    ipv4, ipv6 = _by_family(nets)
     return EgressRule(
         name=name,
         proto=proto,
         port=port,
         scope=scope,
-        ipv4=[_render(n) for n in ordered if n.version == 4],
-        ipv6=[_render(n) for n in ordered if n.version == 6],
-        description=" ".join(str(description or "").replace('"', "'").split()),
+        ipv4=ipv4,
+        ipv6=ipv6,
+        description=_comment(description),
     )
 
 
