@@ -100,7 +100,7 @@ def generate(keep: dict[str, Any] | None = None) -> dict[str, Any]:
     wg_hosts = sorted(inv.hosts_of("wireguard_local") | inv.hosts_of("wireguard_gateway"))
     values: dict[str, Any] = {}
     for name, example in example_keys().items():
-        if keep is not None and name in keep:
+        if keep is not None and name in keep and not (isinstance(example, dict) and example):
             values[name] = keep[name]
         elif name.endswith("_ca_certificate"):
             key_name = name.removesuffix("_certificate") + "_key"
@@ -117,7 +117,9 @@ def generate(keep: dict[str, Any] | None = None) -> dict[str, Any]:
         elif name == "vault_tls_certificate":
             values[name] = ""  # the lab issues a self-signed certificate at run time
         elif isinstance(example, dict):
-            values[name] = {}
+            # a mapping lists its keys (ACL users, callers): each gets a value, kept ones keep theirs
+            kept = (keep or {}).get(name) or {}
+            values[name] = {k: kept.get(k, "lab-" + secrets.token_urlsafe(18)) for k in example}
         else:
             values[name] = "lab-" + secrets.token_urlsafe(18)
     return values
