@@ -80,6 +80,7 @@ def main() -> int:
         host=conf["redis_host"],
         port=conf["redis_port"],
         db=conf["redis_db"],
+        username=conf["redis_user"],
         password=conf["redis_password"],
         socket_timeout=1,
         socket_connect_timeout=1,

@@ -42,5 +42,5 @@ def test_inventory_without_vault_is_refused_naming_the_credentials() -> None:
     proc = _preflight("inventories/helsinki,inventories/local")
     assert proc.returncode != 0
     assert "the vault of this inventory lacks" in proc.stdout
-    assert "vault_redis_hot_password" in proc.stdout
+    assert "vault_redis_acl_passwords" in proc.stdout
     assert "nothing was changed" in proc.stdout

@@ -31,6 +31,9 @@ def _env() -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["to_json"] = json.dumps  # Ansible's to_json
+    env.filters["combine"] = lambda base, *more: {
+        k: v for d in (base, *more) for k, v in d.items()
+    }  # shallow
     return env
 
 
@@ -73,9 +76,32 @@ def test_postgresql_user_and_database_are_encoded_too() -> None:
 
 @pytest.mark.parametrize("password", [NASTY, "plain", "/"])
 def test_redis_url_round_trips(password: str) -> None:
-    url = _url("redis", {"service": "redis_hot", "host": "10.2.0.4", "password": password, "db": 12})
+    target = {
+        "service": "redis_hot",
+        "host": "10.2.0.4",
+        "user": "persona_agent",
+        "password": password,
+        "db": 12,
+    }
+    url = _url("redis", target)
+    assert url.startswith("redis://persona_agent:")
     got = parse_url(url)  # type: ignore[no-untyped-call]
-    assert (got["password"], got["host"], got["port"], got["db"]) == (password, "10.2.0.4", 6379, 12)
+    assert (got["username"], got["password"], got["host"], got["port"], got["db"]) == (
+        "persona_agent",
+        password,
+        "10.2.0.4",
+        6379,
+        12,
+    )
+
+
+def test_redis_user_is_encoded_and_required() -> None:
+    """Every Redis URL names its ACL user (the default user is off): a target without one is an
+    error, not a URL for the default user."""
+    target = {"service": "redis_batch", "host": "h", "user": "u/@:", "password": "p", "db": 6}
+    assert parse_url(_url("redis", target))["username"] == "u/@:"  # type: ignore[no-untyped-call]
+    with pytest.raises(jinja2.UndefinedError, match="user"):
+        _url("redis", {"service": "redis_batch", "host": "h", "password": "p", "db": 6})
 
 
 def test_app_env_gives_the_app_its_password_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -92,7 +118,15 @@ def test_app_env_gives_the_app_its_password_back(tmp_path: Path, monkeypatch: py
                 "database": "unde_shard",
             }
         },
-        "REDIS_URL": {"redis": {"service": "redis_hot", "host": "10.2.0.4", "password": NASTY, "db": 13}},
+        "REDIS_URL": {
+            "redis": {
+                "service": "redis_hot",
+                "host": "10.2.0.4",
+                "user": "persona_agent",
+                "password": NASTY,
+                "db": 13,
+            }
+        },
         "SHARD_MEMBERS": "0@10.2.0.10:5432,0@10.2.0.10:6432,",
     }
     text = (
