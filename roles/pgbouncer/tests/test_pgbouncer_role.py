@@ -135,6 +135,7 @@ def test_alias_only_where_its_database_is_served() -> None:
 
 
 def test_hba_rules_per_user_and_source_scram_only() -> None:
+    # without the server's TLS files (postgresql_server.tls); with them: tests/test_internal_tls.py
     lines = render("pg_hba.conf.j2").splitlines()
     rules = [line.split() for line in lines if line.strip() and not line.startswith("#")]
     assert rules == [

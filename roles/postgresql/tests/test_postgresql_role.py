@@ -293,7 +293,9 @@ def test_staging_profile_and_access() -> None:
     assert rules[0] == ["local", "all", "postgres", "peer"]
     assert ["local", "unde_staging", "postgres_exporter", "peer", "map=unde_monitoring"] in rules
     assert ["host", "all", "admin", "127.0.0.1/32", "scram-sha-256"] in rules
-    host_rules = [x for x in rules if x[0] == "host" and x[2] != "admin"]
+    # loopback (PgBouncer) is host, every network address hostssl (server TLS)
+    host_rules = [x for x in rules if x[0] in ("host", "hostssl") and x[2] != "admin"]
+    assert all((x[0] == "host") == x[3].startswith("127.") for x in host_rules)
     assert all(x[1] == "unde_staging" and x[4] == "scram-sha-256" for x in host_rules)
     by_user: dict[str, set[str]] = {}
     for x in host_rules:
@@ -317,7 +319,7 @@ def test_shard_replication_only_from_the_partner() -> None:
     r = Rendered("local-shard-0")
     rules = _hba(r.template("pg_hba.conf.j2"))
     assert [x for x in rules if x[1] == "replication"] == [
-        ["host", "replication", "replicator", "198.18.1.10/32", "scram-sha-256"]
+        ["hostssl", "replication", "replicator", "198.18.1.10/32", "scram-sha-256"]
     ]
     readonly = [x for x in rules if x[2] == "readonly"]
     assert readonly == [["host", "unde_shard", "readonly", "127.0.0.1/32", "scram-sha-256"]]
