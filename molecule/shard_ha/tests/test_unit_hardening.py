@@ -1,0 +1,1 @@
+../../default/tests/test_unit_hardening.py
