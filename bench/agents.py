@@ -139,11 +139,13 @@ def agent(module: str, env: dict[str, str], workdir: Path, workers: int) -> Iter
     """``python -m <module>`` on a free port with ``workers`` uvicorn workers, the settings of
     ``env`` and those every agent gets (``<AGENT>_PORT``, ``<AGENT>_WORKERS``, warnings-only logs);
     yields its base URL while it runs."""
+    from unde_testkit.service_auth import service_auth_env
     from unde_testkit.testing import free_port, running_service
 
     port = free_port()
     prefix = module.removesuffix("_agent").upper()
     env = {
+        **service_auth_env(),  # the test callers' tokens: the load generator sends the caller's
         "WORKERS": str(workers),
         "LOG_LEVEL": "WARNING",
         "ENVIRONMENT": "test",
@@ -210,7 +212,10 @@ class RawClient:
     cost far less CPU than the servers it measures (httpx costs ~1 ms per request)."""
 
     def __init__(self, host: str, port: int) -> None:
+        from unde_testkit.service_auth import caller_headers
+
         self.host, self.port = host, port
+        self.auth = caller_headers()["Authorization"]  # the agents accept the test callers only
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
@@ -219,7 +224,7 @@ class RawClient:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         head = (
             f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
+            f"Authorization: {self.auth}\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode()
         self.writer.write(head + body)
         await self.writer.drain()
@@ -260,10 +265,16 @@ _SAMPLE = re.compile(r"^(\w+)_http_request_duration_seconds_bucket\{([^}]*)\} (\
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
+def _monitoring() -> dict[str, str]:
+    from unde_testkit.service_auth import monitoring_headers
+
+    return monitoring_headers()
+
+
 def histogram(base_url: str, route: str) -> dict[float, float]:
     """Cumulative bucket counts (upper bound in s → requests) of the agent's POST ``route``
     request-duration histogram."""
-    text = httpx.get(base_url + "/metrics", timeout=10).text
+    text = httpx.get(base_url + "/metrics", headers=_monitoring(), timeout=10).text
     out: dict[float, float] = {}
     for _, labels, value in _SAMPLE.findall(text):
         lab = dict(_LABEL.findall(labels))
@@ -278,7 +289,7 @@ _FRAMES = re.compile(r'^mood_agent_frames_total\{classifier="([^"]+)"\} (\S+)$',
 
 def mood_classifiers(base_url: str) -> dict[str, float]:
     """mood_agent's frames by the classifier that answered (deepseek | gemini | lexicon)."""
-    text = httpx.get(base_url + "/metrics", timeout=10).text
+    text = httpx.get(base_url + "/metrics", headers=_monitoring(), timeout=10).text
     return {name: float(n) for name, n in _FRAMES.findall(text)}
 
 

@@ -4,11 +4,11 @@ hand-made bodies against a real Redis — no answer is a 5xx, none raises."""
 from __future__ import annotations
 
 import pytest
-from fastapi.testclient import TestClient
 
 from api_gateway.app import create
 from api_gateway.settings import ApiGatewaySettings
 from unde_testkit.fuzz import fuzz_app
+from unde_testkit.service_auth import service_client
 from unde_testkit.testing import PostgresHandle
 
 pytestmark = pytest.mark.timeout(120)
@@ -23,7 +23,7 @@ def test_fuzz_finds_no_5xx(pg: PostgresHandle, redis_url: str) -> None:
         production_db_url=pg.dsn,
         shard_0_db_url=pg.dsn,
     )
-    with TestClient(create(settings)) as client:
+    with service_client(create(settings)) as client:
         report = fuzz_app(client, "api_gateway", max_examples=30)
     print(report.summary())
     assert report.requests > 0

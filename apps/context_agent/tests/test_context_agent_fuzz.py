@@ -7,11 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
 from context_agent.app import create
 from context_agent.settings import ContextAgentSettings
 from unde_testkit.fuzz import fuzz_app
+from unde_testkit.service_auth import service_client
 from unde_testkit.testing import free_port, redis_server
 
 pytestmark = pytest.mark.timeout(180)
@@ -31,7 +31,7 @@ def run(main_dsn: str, redis_url: str) -> None:
         weather_wait_ms=100,
         db_connect_timeout_s=1,
     )
-    with TestClient(create(settings)) as client:
+    with service_client(create(settings)) as client:
         report = fuzz_app(client, "context_agent", max_examples=60)
     print(report.summary())
     assert report.requests > 150

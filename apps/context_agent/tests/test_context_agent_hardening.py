@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from context_agent.app import create
 from context_agent.settings import ContextAgentSettings
+from unde_testkit.service_auth import service_client
 from unde_testkit.testing import free_port, redis_server
 
 pytestmark = pytest.mark.timeout(60)
@@ -35,7 +36,7 @@ def make(main_dsn: str, redis_url: str) -> TestClient:
         weather_wait_ms=200,
         db_connect_timeout_s=1,
     )
-    return TestClient(create(settings))
+    return service_client(create(settings))
 
 
 @pytest.mark.parametrize(

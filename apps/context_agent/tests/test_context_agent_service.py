@@ -26,6 +26,7 @@ from context_agent.settings import ContextAgentSettings
 from context_agent.sun import sunset_utc
 from context_agent.time_context import closes_in_hours, part_of_day
 from context_agent.weather_client import WeatherApiError, WeatherClient, parse_forecast
+from unde_testkit.service_auth import service_client
 from unde_testkit.testing import LoopbackServer, free_port
 from unde_testkit.weather_simulator import FORECAST, WEATHER_KEY, WeatherSimulator
 
@@ -121,7 +122,7 @@ def make_client(weather_url: str, dsn: str, redis_url: str, **extra: Any) -> Tes
         "db_connect_timeout_s": 1,
     }
     settings = ContextAgentSettings.load(**{**values, **extra})
-    return TestClient(create(settings))
+    return service_client(create(settings))
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from context_agent.app import create
 from context_agent.settings import ContextAgentSettings
 from context_agent.weather_client import weather_point
+from unde_testkit.service_auth import service_client
 from unde_testkit.testing import LoopbackServer
 from unde_testkit.weather_simulator import WEATHER_KEY, WeatherSimulator
 
@@ -45,7 +46,7 @@ def app(weather_url: str, dsn: str, redis_url: str, **extra: Any) -> TestClient:
         weather_wait_ms=1000,
         **extra,
     )
-    return TestClient(create(settings))
+    return service_client(create(settings))
 
 
 def frame(client: TestClient, **where: Any) -> dict[str, Any]:

@@ -5,11 +5,11 @@ broker) — no answer is a 5xx, none raises."""
 from __future__ import annotations
 
 import pytest
-from fastapi.testclient import TestClient
 
 from embed_batch.app import create
 from embed_batch.settings import EmbedBatchSettings
 from unde_testkit.fuzz import fuzz_app
+from unde_testkit.service_auth import service_client
 from unde_testkit.testing import PostgresHandle
 from unde_testkit.testing_sql import migrate_database
 
@@ -23,7 +23,7 @@ def test_fuzz_finds_no_5xx(pg: PostgresHandle, redis_url: str) -> None:
         s3_access_key="a",
         s3_secret_key="s",
     )
-    with TestClient(create(settings)) as client:
+    with service_client(create(settings)) as client:
         report = fuzz_app(client, "embed_batch", max_examples=40)
     print(report.summary())
     assert report.requests > 100

@@ -17,7 +17,6 @@ import numpy as np
 import psycopg
 import pytest
 import redis
-from fastapi.testclient import TestClient
 from psycopg.types.json import Jsonb
 from pydantic import SecretStr
 
@@ -30,6 +29,7 @@ from unde_common.images import decode_image
 from unde_common.s3 import ObjectStore, S3Config
 from unde_testkit.recognition_simulators import solid_image
 from unde_testkit.recognition_testbed import migrate_database, png_bytes
+from unde_testkit.service_auth import service_client
 from unde_testkit.testing import PostgresHandle, S3Handle, free_port, stop_process
 from unde_testkit.testmodel import build_test_model
 
@@ -158,7 +158,7 @@ def test_http_api_and_a_worker_that_resumes_after_a_crash(
     settings = settings_from(env, monkeypatch, tmp_path)
     jobs = JobStore(redis.Redis.from_url(settings.redis_url.get_secret_value()))
     app = create(settings)
-    with TestClient(app) as client:
+    with service_client(app) as client:
         assert client.get("/status").status_code == 404
         bad = client.post("/embed_batch", json={"scope": "everything"})
         assert bad.status_code == 422 and "scope" in bad.json()["detail"]

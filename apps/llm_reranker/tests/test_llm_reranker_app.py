@@ -17,6 +17,7 @@ from llm_reranker.app import create
 from llm_reranker.settings import LlmRerankerSettings
 from unde_testkit.recognition_simulators import GeminiSimulator, ImageHost, solid_image
 from unde_testkit.recognition_testbed import LOOPBACK_IMAGE_FETCH, serve_asgi
+from unde_testkit.service_auth import service_client
 from unde_testkit.testing import EnvWriter, EnvWriterFactory, assert_entry_point, assert_health_ok, free_port
 
 MODEL = LlmRerankerSettings.model_fields["gemini_model"].default
@@ -49,7 +50,7 @@ def client(servers: tuple[GeminiSimulator, str, str], write_env: EnvWriter) -> I
     gemini, g_url, _ = servers
     gemini.clear()
     write_env({"GEMINI_API_KEY": "k-test", "GEMINI_BASE_URL": g_url, "HTTP_BACKOFF_BASE_S": "0.05"})
-    with TestClient(create(LlmRerankerSettings.load())) as c:
+    with service_client(create(LlmRerankerSettings.load())) as c:
         yield c
     gemini.clear()
 
@@ -140,7 +141,7 @@ def test_bad_input(client: TestClient, servers: tuple[GeminiSimulator, str, str]
 def test_wrong_key_is_reported(servers: tuple[GeminiSimulator, str, str], write_env: EnvWriter) -> None:
     _, g_url, images = servers
     write_env({"GEMINI_API_KEY": "wrong", "GEMINI_BASE_URL": g_url})
-    with TestClient(create(LlmRerankerSettings.load())) as c:
+    with service_client(create(LlmRerankerSettings.load())) as c:
         answer = c.post("/tag", json={"url": f"{images}/img/street.png"})
     # the real API answers a wrong key with 400 INVALID_ARGUMENT (API_KEY_INVALID), not 403
     assert answer.status_code == 502 and "HTTP 400" in answer.json()["detail"]
@@ -186,7 +187,7 @@ def test_a_lost_answer_is_not_sent_again(
     gemini.clear()
     gemini.fault("generate", "timeout", delay_s=2.0)
     write_env({"GEMINI_API_KEY": "k-test", "GEMINI_BASE_URL": g_url, "GEMINI_READ_TIMEOUT_S": "0.3"})
-    with TestClient(create(LlmRerankerSettings.load())) as c:
+    with service_client(create(LlmRerankerSettings.load())) as c:
         answer = c.post("/tag", json={"url": f"{images}/img/street.png"})
     assert answer.status_code == 502 and "after 1 attempt" in answer.json()["detail"]
     assert gemini.hits["generate"] == 1
@@ -200,7 +201,7 @@ def test_a_shut_down_model_is_not_found(
     gemini, g_url, images = servers
     gemini.clear()
     write_env({"GEMINI_API_KEY": "k-test", "GEMINI_BASE_URL": g_url, "GEMINI_MODEL": model})
-    with TestClient(create(LlmRerankerSettings.load())) as c:
+    with service_client(create(LlmRerankerSettings.load())) as c:
         answer = c.post("/tag", json={"url": f"{images}/img/street.png"})
     assert answer.status_code == 502 and "HTTP 404" in answer.json()["detail"]
     assert f"models/{model} is not found for API version v1beta" in answer.json()["detail"]
@@ -216,7 +217,7 @@ def test_thought_tokens_are_billed_as_output(
     gemini.clear()
     write_env({"GEMINI_API_KEY": "k-test", "GEMINI_BASE_URL": g_url, "GEMINI_THINKING_LEVEL": "medium"})
     settings = LlmRerankerSettings.load()
-    with TestClient(create(settings)) as c:
+    with service_client(create(settings)) as c:
         assert c.post("/tag", json={"url": f"{images}/img/street.png"}).status_code == 200
         metrics = c.get("/metrics").text
     assert gemini.requests[-1][1]["thinking_level"] == "medium"

@@ -4,12 +4,12 @@ bodies against a real Redis and the LLM simulator — no answer is a 5xx, none r
 from __future__ import annotations
 
 import pytest
-from fastapi.testclient import TestClient
 
 from mood_agent.app import create
 from mood_agent.settings import MoodAgentSettings
 from unde_testkit.fuzz import fuzz_app
 from unde_testkit.llm_simulators import LLMSimulator
+from unde_testkit.service_auth import service_client
 from unde_testkit.testing import LoopbackServer
 
 pytestmark = pytest.mark.timeout(180)
@@ -40,7 +40,7 @@ def test_fuzz_finds_no_5xx(redis_url: str) -> None:
             mood_hedge_after_ms=100,
             mood_deadline_ms=500,
         )
-        with TestClient(create(settings)) as client:
+        with service_client(create(settings)) as client:
             report = fuzz_app(client, "mood_agent", max_examples=40)
     print(report.summary())
     assert report.requests > 100

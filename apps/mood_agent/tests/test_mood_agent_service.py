@@ -20,6 +20,7 @@ from mood_agent.classifier import HedgedClassifier, LoopLag
 from mood_agent.clients import DeepSeekClient
 from mood_agent.settings import MoodAgentSettings
 from unde_testkit.llm_simulators import LLMSimulator
+from unde_testkit.service_auth import ServiceTokenAuth, service_client
 from unde_testkit.testing import EnvWriter, EnvWriterFactory, LoopbackServer, free_port
 
 ANSWER = {
@@ -58,7 +59,7 @@ def app_client(sim: tuple[LLMSimulator, str], redis_url: str) -> Iterator[TestCl
         mood_hedge_after_ms=150,
         mood_deadline_ms=1000,
     )
-    with TestClient(create(settings)) as c:
+    with service_client(create(settings)) as c:
         yield c
 
 
@@ -178,7 +179,7 @@ def test_redis_down_still_answers(env_writer: EnvWriterFactory, sim: tuple[LLMSi
             "REDIS_URL": f"redis://127.0.0.1:{free_port()}/9",
         }
     )
-    with TestClient(create(MoodAgentSettings.load())) as c:
+    with service_client(create(MoodAgentSettings.load())) as c:
         out = analyze(c, "thanks, perfect")
     assert out["analysis"]["classifier"] == "lexicon"
     assert any(e.startswith("redis") for e in out["analysis"]["provider_errors"])
@@ -202,7 +203,9 @@ def test_one_deadline_bounds_both_llms(
     """Defaults (deadline 180 ms, reserve 15 ms): both providers hang, and what the LLMs were given
     is what was left of the request's deadline — never the configured 600 ms budget."""
     sim[0].mode = {"deepseek": "slow", "gemini": "slow"}
-    with TestClient(create(_settings(sim, redis_url, mood_llm_budget_ms=600, mood_hedge_after_ms=60))) as c:
+    with service_client(
+        create(_settings(sim, redis_url, mood_llm_budget_ms=600, mood_hedge_after_ms=60))
+    ) as c:
         out = analyze(c, "ugh, again not what I asked!!")
     assert out["analysis"]["classifier"] == "lexicon"
     errors = out["analysis"]["provider_errors"]
@@ -231,7 +234,9 @@ def test_llm_calls_in_flight_are_capped_and_the_rest_shed(
     async def run() -> list[dict[str, Any]]:
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://mood") as c:
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://mood", auth=ServiceTokenAuth()
+            ) as c:
 
                 async def post(delay: float, text: str) -> dict[str, Any]:
                     await asyncio.sleep(delay)
@@ -299,7 +304,7 @@ def test_retired_model_ids_are_refused_with_the_real_errors(
         mood_llm_budget_ms=600,
         mood_deadline_ms=1000,
     )
-    with TestClient(create(settings)) as c:
+    with service_client(create(settings)) as c:
         out = analyze(c, "thanks, perfect")
     assert out["analysis"]["classifier"] == "lexicon"
     errors = " | ".join(out["analysis"]["provider_errors"])

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from persona_agent.app import create
 from persona_agent.settings import PersonaAgentSettings
+from unde_testkit.service_auth import service_client
 
 
 def uid() -> str:
@@ -28,7 +29,7 @@ def settings(shard_dsn: str, redis_url: str) -> PersonaAgentSettings:
 
 @pytest.fixture
 def workers(settings: PersonaAgentSettings) -> Iterator[tuple[TestClient, TestClient]]:
-    with TestClient(create(settings)) as a, TestClient(create(settings)) as b:
+    with service_client(create(settings)) as a, service_client(create(settings)) as b:
         for c in (a, b):
             wait_for(lambda c=c: c.app.state.service.tracking, "the invalidation subscription")
         yield a, b

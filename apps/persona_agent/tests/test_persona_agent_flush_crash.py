@@ -23,9 +23,12 @@ import pytest
 import redis
 
 from persona_agent.settings import PersonaAgentSettings
+from unde_testkit.service_auth import ServiceTokenAuth
 from unde_testkit.testing import EnvWriterFactory, free_port, redis_server, running_service
 
 pytestmark = pytest.mark.timeout(180)
+#: the test tokens of unde_testkit: the caller on /persona/*, monitoring on /metrics
+AUTH = ServiceTokenAuth()
 
 
 @pytest.fixture
@@ -74,7 +77,7 @@ def test_flush_retried_after_the_commit_window_applies_nothing_twice(
     user = str(uuid.uuid4())
     for kind in ("formality_up", "emoji_mirrored"):
         body = {"user_id": user, "signal_id": str(uuid.uuid4()), "exchange_id": "e1", "signal_type": kind}
-        assert httpx.post(url + "/persona/feedback", json=body, timeout=10).status_code == 200
+        assert httpx.post(url + "/persona/feedback", json=body, auth=AUTH, timeout=10).status_code == 200
 
     answers: list[httpx.Response] = []
     with psycopg.connect(shard_dsn) as holder:
@@ -83,7 +86,9 @@ def test_flush_retried_after_the_commit_window_applies_nothing_twice(
         holder.execute("SELECT 1 FROM relationship_stage WHERE user_id = %s FOR UPDATE", (user,))
         flush = threading.Thread(
             target=lambda: answers.append(
-                httpx.post(url + "/persona/flush", json={"user_id": user, "exchange_id": "e1"}, timeout=30)
+                httpx.post(
+                    url + "/persona/flush", json={"user_id": user, "exchange_id": "e1"}, auth=AUTH, timeout=30
+                )
             )
         )
         flush.start()
@@ -110,14 +115,18 @@ def test_flush_retried_after_the_commit_window_applies_nothing_twice(
     assert r.hlen(f"persona:buf:{user}:e1") == 2
     r.delete(f"persona:lock:{user}")  # the failed flush's lock, which its 10 s TTL would end
 
-    retry = httpx.post(url + "/persona/flush", json={"user_id": user, "exchange_id": "e1"}, timeout=30)
+    retry = httpx.post(
+        url + "/persona/flush", json={"user_id": user, "exchange_id": "e1"}, auth=AUTH, timeout=30
+    )
     assert retry.status_code == 200, retry.text
     assert sorted(s["signal_type"] for s in retry.json()["resolved"]) == ["emoji_mirrored", "formality_up"]
     assert shard_state(shard_dsn, user) == committed  # nothing applied a second time
     assert r.hlen(f"persona:buf:{user}:e1") == 0  # the buffer is cleared by the retry
     assert r.get(f"persona:result:flush:{user}:e1") is not None
-    metrics = httpx.get(url + "/metrics", timeout=10).text
+    metrics = httpx.get(url + "/metrics", auth=AUTH, timeout=10).text
     assert 'persona_agent_flushes_total{outcome="replay_shard"} 1.0' in metrics
     # a third call is answered from the Redis/in-process result
-    again = httpx.post(url + "/persona/flush", json={"user_id": user, "exchange_id": "e1"}, timeout=30)
+    again = httpx.post(
+        url + "/persona/flush", json={"user_id": user, "exchange_id": "e1"}, auth=AUTH, timeout=30
+    )
     assert again.json() == retry.json() and shard_state(shard_dsn, user) == committed

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from persona_agent.app import create
 from persona_agent.settings import PersonaAgentSettings
+from unde_testkit.service_auth import service_client
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -23,7 +24,7 @@ def client(shard_dsn: str, redis_url: str) -> Iterator[TestClient]:
     settings = PersonaAgentSettings.load(
         shard_0_db_url=shard_dsn, redis_url=redis_url.rsplit("/", 1)[0] + "/13", persona_stale_after_s=0.2
     )
-    with TestClient(create(settings)) as c:
+    with service_client(create(settings)) as c:
         yield c
 
 

@@ -19,6 +19,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from persona_agent.app import create
 from persona_agent.settings import PersonaAgentSettings
+from unde_testkit.service_auth import service_client
 from unde_testkit.testing import PostgresHandle, postgres_server
 
 pytestmark = pytest.mark.timeout(180)
@@ -81,7 +82,7 @@ def test_failover_moves_persona_state_to_the_new_primary(
     )
     user = str(uuid.uuid4())
     try:
-        with TestClient(create(settings)) as c:
+        with service_client(create(settings)) as c:
             learn(c, user, "e1")  # no routing entry: the configured shard (local-shard-0)
             assert exchanges(shard_dsn, user) == 1 and exchanges(replica_dsn, user) is None
             host, port = address(replica_dsn)

@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from persona_agent.app import create
 from persona_agent.cli import main as cleanup_main
 from persona_agent.settings import PersonaAgentSettings
+from unde_testkit.service_auth import service_client
 from unde_testkit.testing import EnvWriter, EnvWriterFactory, free_port
 
 
@@ -37,7 +38,7 @@ def client(shard_dsn: str, redis_url: str) -> Iterator[TestClient]:
     settings = PersonaAgentSettings.load(
         shard_0_db_url=shard_dsn, redis_url=redis_url.rsplit("/", 1)[0] + "/13", persona_stale_after_s=0.3
     )
-    with TestClient(create(settings)) as c:
+    with service_client(create(settings)) as c:
         yield c
 
 
@@ -305,7 +306,7 @@ def test_shard_down_persona_answers_defaults_flush_keeps_signals(write_env: EnvW
         }
     )
     user = uid()
-    with TestClient(create(PersonaAgentSettings.load())) as c:
+    with service_client(create(PersonaAgentSettings.load())) as c:
         out = c.post("/persona", json={"user_id": user}).json()
         assert out["debug"]["state_source"] == "defaults:shard_unavailable"
         feedback(c, user, "e1", "emoji_mirrored")

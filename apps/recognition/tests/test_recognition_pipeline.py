@@ -25,6 +25,7 @@ from recognition.settings import RecognitionSettings
 from unde_common.db import PoolConfig, create_pool
 from unde_testkit.apptests import recognition_pipeline
 from unde_testkit.recognition_testbed import Stack, recognition_bed
+from unde_testkit.service_auth import ServiceTokenAuth
 from unde_testkit.testing import PostgresHandle, free_port, stop_process
 
 
@@ -248,7 +249,7 @@ def test_celery_worker_runs_recognize_photo(stack: Stack, tmp_path: Path) -> Non
         assert [i["band"] for i in result["items"]] == ["exact", "similar", "style"]
         import httpx
 
-        text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+        text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", auth=ServiceTokenAuth(), timeout=5).text
         for name in (
             "recognition_pipeline_duration_ms_count",
             "recognition_requests_total",
@@ -274,3 +275,25 @@ def test_production_db_down_still_answers(sims: Stack, pipeline: Callable[..., P
     result = p.run(sims.photo_url)
     assert result["status"] == "completed" and result["recorded"] is False
     assert all(item["matches"] for item in result["items"])  # style band: the retrieval candidates
+
+
+def test_ximilar_gw_refuses_the_pipeline_without_its_service_token(
+    sims: Stack, pipeline: Callable[..., Pipeline], caplog: pytest.LogCaptureFixture
+) -> None:
+    """recognition's own client against a real ximilar-gw (and ximilar-gw's against the embedder):
+    the bed's services accept the test callers only; a missing or wrong token is refused."""
+    from unde_common.http import ProviderError
+    from unde_testkit.service_auth import TEST_SERVICE_TOKENS
+
+    gateway = sims.gateway(search_backend="pgvector")
+    detected = pipeline(gateway).gw.post_json("/detect", json={"url": sims.photo_url})
+    assert detected["items"], detected  # the token went with the call
+    found = pipeline(gateway).gw.post_json("/search", json={"crop_url": sims.photo_url, "top_k": 3})
+    assert found["candidates"] and found["degraded"] == [], found  # ximilar-gw → embedder: its token
+    for token in (None, "not-a-known-token", TEST_SERVICE_TOKENS["monitoring"]):
+        with pytest.raises(ProviderError) as refused:
+            pipeline(gateway, service_token=token).gw.post_json("/detect", json={"url": sims.photo_url})
+        assert refused.value.status == (403 if token == TEST_SERVICE_TOKENS["monitoring"] else 401)
+    refusals = [r for r in caplog.records if r.msg == "service call refused"]
+    assert [r.caller for r in refusals] == ["unknown", "unknown", "monitoring"]  # type: ignore[attr-defined]
+    assert all("not-a-known-token" not in str(r.__dict__) for r in caplog.records)

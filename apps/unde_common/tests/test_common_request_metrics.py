@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from unde_common.health import create_app
 from unde_common.metrics import AppMetrics
 from unde_common.settings import HttpServiceSettings
+from unde_testkit.service_auth import service_client
 
 
 def traffic(asgi_metrics: bool) -> tuple[dict[tuple[str, ...], float], dict[tuple[str, ...], float]]:
@@ -30,7 +30,7 @@ def traffic(asgi_metrics: bool) -> tuple[dict[tuple[str, ...], float], dict[tupl
     async def boom() -> dict[str, Any]:
         raise RuntimeError("boom")
 
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with service_client(app, raise_server_exceptions=False) as client:
         for i in range(3):
             assert client.get(f"/items/{i}").status_code == 200
         assert client.get("/items/x").status_code == 422

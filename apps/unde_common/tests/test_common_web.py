@@ -12,12 +12,12 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from unde_common.db import DatabaseUnavailableError
 from unde_common.health import create_app
 from unde_common.settings import HttpServiceSettings
+from unde_testkit.service_auth import ServiceTokenAuth, caller_headers, service_client
 from unde_testkit.testing import LoopbackServer, redis_server
 
 pytestmark = pytest.mark.timeout(60)
@@ -66,7 +66,7 @@ def make_app(**kwargs: object) -> FastAPI:
     ],
 )
 def test_strict_json_refused_naming_the_problem(body: bytes, status: int, needle: str) -> None:
-    with TestClient(make_app()) as client:
+    with service_client(make_app()) as client:
         r = client.post("/items", content=body, headers={"content-type": "application/json"})
         assert r.status_code == status, r.text
         assert needle in r.text
@@ -76,7 +76,7 @@ def test_strict_json_refused_naming_the_problem(body: bytes, status: int, needle
 
 def test_deep_nesting_is_a_4xx() -> None:
     app = make_app(body_limits={"/items": 100_000})
-    with TestClient(app) as client:
+    with service_client(app) as client:
         r = client.post("/items", content=b"[" * 5000 + b'"\\u0041"' + b"]" * 5000)
         assert r.status_code == 422 and "nested too deeply" in r.text
         # not parsed by the guard (nothing suspect in it): FastAPI's own answer, still no 5xx
@@ -84,7 +84,7 @@ def test_deep_nesting_is_a_4xx() -> None:
 
 
 def test_valid_json_passes_unchanged() -> None:
-    with TestClient(make_app()) as client:
+    with service_client(make_app()) as client:
         ok = client.post("/items", json={"x": 1.5e300, "name": "caf\u00e9 \U0001f600 \\u NaN-ish"})
         assert ok.status_code == 200
         assert ok.json() == {"x": 1.5e300, "name": "caf\u00e9 \U0001f600 \\u NaN-ish"}
@@ -98,7 +98,7 @@ def test_valid_json_passes_unchanged() -> None:
 
 def test_body_limit_default_and_per_route() -> None:
     app = make_app(body_limits={"/big": 5000})
-    with TestClient(app) as client:
+    with service_client(app) as client:
         name = "a" * 2000
         r = client.post("/items", json={"x": 1, "name": name})
         assert r.status_code == 413 and "1000 bytes" in r.json()["detail"]
@@ -130,7 +130,8 @@ def test_huge_body_refused_without_reading_it_all_over_a_real_socket() -> None:
         with socket.create_connection((server.host, server.port), timeout=5) as sock:
             sock.sendall(
                 b"POST /items HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                b"Content-Length: 67108864\r\n\r\n"
+                + f"Authorization: {caller_headers()['Authorization']}\r\n".encode()
+                + b"Content-Length: 67108864\r\n\r\n"
             )
             answer = sock.recv(4096)
         assert answer.startswith(b"HTTP/1.1 413")
@@ -145,7 +146,7 @@ def test_huge_body_refused_without_reading_it_all_over_a_real_socket() -> None:
                 yield b"a" * 65536
             yield b'"}'
 
-        with httpx.Client(base_url=server.url, timeout=10) as client:
+        with httpx.Client(base_url=server.url, auth=ServiceTokenAuth(), timeout=10) as client:
             try:
                 r = client.post("/items", content=stream())
                 assert r.status_code == 413
@@ -163,7 +164,7 @@ def test_huge_body_refused_without_reading_it_all_over_a_real_socket() -> None:
 
 
 def test_unhandled_exception_is_a_neutral_500() -> None:
-    with TestClient(make_app(), raise_server_exceptions=False) as client:
+    with service_client(make_app(), raise_server_exceptions=False) as client:
         r = client.post("/boom")
     assert r.status_code == 500
     assert r.json() == {"error": "internal_error", "detail": "internal error"}
@@ -171,7 +172,7 @@ def test_unhandled_exception_is_a_neutral_500() -> None:
 
 
 def test_database_unavailable_is_503_with_retry_after() -> None:
-    with TestClient(make_app()) as client:
+    with service_client(make_app()) as client:
         r = client.post("/db-down")
     assert r.status_code == 503 and r.headers["retry-after"] == "1"
     assert r.json()["error"] == "database_unavailable" and "10.1.0.8" not in r.text
@@ -186,11 +187,11 @@ def test_redis_stopped_is_503_and_back_within_a_second(tmp_path: Path) -> None:
     async def count() -> dict[str, int]:
         return {"n": int(await clients[0].incr("n"))}
 
-    with TestClient(app) as client, redis_server(tmp_path / "redis") as url:
+    with service_client(app) as client, redis_server(tmp_path / "redis") as url:
         port = int(url.rsplit(":", 1)[1].split("/")[0])
         clients.append(aioredis.Redis.from_url(url, socket_connect_timeout=0.2, socket_timeout=0.2))
         assert client.post("/count").json() == {"n": 1}
-    with TestClient(app) as client:
+    with service_client(app) as client:
         clients[0] = aioredis.Redis.from_url(url, socket_connect_timeout=0.2, socket_timeout=0.2)
         # the Redis is stopped now
         r = client.post("/count")

@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from unde_common.metrics import AppMetrics
 from unde_common.settings import CeleryWorkerSettings
 from unde_common.worker import ScheduledTask, beat_schedule, create_celery_app
+from unde_testkit.service_auth import ServiceTokenAuth
 from unde_testkit.testing import free_port
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("restore_root_logging")]
@@ -134,7 +135,7 @@ def test_worker_exposes_metrics(redis_url: str, tmp_path: Path, mode: str) -> No
             assert time.monotonic() < deadline, text
             time.sleep(0.1)
             if mode == "http":
-                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", auth=ServiceTokenAuth(), timeout=2).text
             elif textfile.exists():
                 text = textfile.read_text()
 

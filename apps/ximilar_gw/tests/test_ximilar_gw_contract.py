@@ -15,6 +15,7 @@ from psycopg.types.json import Jsonb
 
 from unde_testkit.recognition_simulators import XIMILAR_DEFAULT_FIELDS, XIMILAR_SERVICE, solid_image
 from unde_testkit.recognition_testbed import PHOTO_ITEMS, Stack
+from unde_testkit.service_auth import service_client
 from ximilar_gw.app import create
 from ximilar_gw.routes.search import _ximilar_candidate
 from ximilar_gw.routes.tag import attributes
@@ -35,7 +36,7 @@ def contract(name: str) -> dict[str, Any]:
 
 
 def gw(bed: Stack, **overrides: Any) -> TestClient:
-    return TestClient(create(bed.gateway_settings(**overrides)))
+    return service_client(create(bed.gateway_settings(**overrides)))
 
 
 def received(bed: Stack, route: str) -> dict[str, Any]:

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
 from embedder.app import create as create_embedder
 from embedder.settings import EmbedderSettings
@@ -17,6 +16,7 @@ from llm_reranker.app import create as create_reranker
 from llm_reranker.settings import LlmRerankerSettings
 from unde_testkit.fuzz import fuzz_app
 from unde_testkit.recognition_testbed import LOOPBACK_IMAGE_FETCH, Stack
+from unde_testkit.service_auth import service_client
 from unde_testkit.testing import redis_server
 from ximilar_gw.app import create
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.timeout(300)
 
 
 def test_ximilar_gw_fuzz_finds_no_5xx(bed: Stack) -> None:
-    with TestClient(create(bed.gateway_settings())) as client:
+    with service_client(create(bed.gateway_settings())) as client:
         report = fuzz_app(client, "ximilar_gw", max_examples=30)
     print(report.summary())
     assert report.requests > 200
@@ -33,7 +33,7 @@ def test_ximilar_gw_fuzz_finds_no_5xx(bed: Stack) -> None:
 
 def test_embedder_fuzz_finds_no_5xx(bed: Stack) -> None:
     settings = EmbedderSettings.load(model_path=bed.model, **LOOPBACK_IMAGE_FETCH)
-    with TestClient(create_embedder(settings)) as client:
+    with service_client(create_embedder(settings)) as client:
         report = fuzz_app(client, "embedder", max_examples=30)
     print(report.summary())
     assert report.requests > 80
@@ -47,7 +47,7 @@ def test_llm_reranker_fuzz_finds_no_5xx(bed: Stack) -> None:
         http_backoff_base_s=0.05,
         **LOOPBACK_IMAGE_FETCH,
     )
-    with TestClient(create_reranker(settings)) as client:
+    with service_client(create_reranker(settings)) as client:
         report = fuzz_app(client, "llm_reranker", max_examples=30)
     print(report.summary())
     assert report.requests > 150
@@ -57,11 +57,11 @@ def test_llm_reranker_fuzz_finds_no_5xx(bed: Stack) -> None:
 def test_redis_stopped_is_503_with_retry_after_then_served_again(bed: Stack, tmp_path: Path) -> None:
     with redis_server(tmp_path / "redis") as url:
         port = int(url.rsplit(":", 1)[1].split("/")[0])
-        with TestClient(create(bed.gateway_settings(redis_url=url))) as client:
+        with service_client(create(bed.gateway_settings(redis_url=url))) as client:
             assert client.post("/detect", json={"url": bed.photo_url}).status_code == 200
             # stop this Redis: the rate limiter cannot answer
             pass
-    with TestClient(create(bed.gateway_settings(redis_url=url))) as client:
+    with service_client(create(bed.gateway_settings(redis_url=url))) as client:
         r = client.post("/detect", json={"url": bed.photo_url})
         assert r.status_code == 503, r.text
         assert r.headers["retry-after"] == "1" and r.json()["error"] == "redis_unavailable"

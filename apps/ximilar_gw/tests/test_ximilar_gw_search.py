@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from fastapi.testclient import TestClient
 
 from unde_testkit.recognition_testbed import PHOTO_ITEMS, Stack
+from unde_testkit.service_auth import service_client
 from unde_testkit.testing import free_port
 from ximilar_gw.app import create
 from ximilar_gw.rate_limiter import RedisRateLimiter
@@ -19,7 +20,7 @@ from ximilar_gw.search import Candidate, merge, needs_booster
 
 
 def gw(bed: Stack, **overrides: Any) -> TestClient:
-    return TestClient(create(bed.gateway_settings(**overrides)))
+    return service_client(create(bed.gateway_settings(**overrides)))
 
 
 def crop(bed: Stack, index: int) -> str:

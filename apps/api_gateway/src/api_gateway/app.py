@@ -29,6 +29,10 @@ def create(settings: ApiGatewaySettings | None = None) -> FastAPI:
         **pools.checks(settings.health_check_timeout_s),
         "redis": redis_check(settings.redis_url, timeout_s=settings.health_check_timeout_s),
     }
-    app = create_app(settings.app_name, settings, checks, version=__version__, lifespan=pools.lifespan)
+    # business_auth=False: the gateway's routes are the public API behind nginx (users authenticate
+    # here, not with a service token); /health and /metrics still answer only monitoring
+    app = create_app(
+        settings.app_name, settings, checks, version=__version__, lifespan=pools.lifespan, business_auth=False
+    )
     app.state.db = pools
     return app

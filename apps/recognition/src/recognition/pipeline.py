@@ -38,7 +38,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from recognition.settings import RecognitionSettings
-from unde_common.http import ProviderClient, ProviderError, RetryPolicy, provider_config
+from unde_common.http import ProviderClient, ProviderError, RetryPolicy, service_config
 from unde_common.metrics import AppMetrics
 
 __all__ = ["Pipeline", "PipelineMetrics", "StepLog"]
@@ -161,7 +161,7 @@ class Pipeline:
         self.m = metrics
         no_retry = RetryPolicy(max_attempts=2, backoff_base_s=0.2, backoff_max_s=1.0, max_retry_after_s=2.0)
         self.gw = ProviderClient(
-            provider_config(
+            service_config(
                 settings,
                 "ximilar-gw",
                 settings.ximilar_gw_url,
@@ -170,7 +170,7 @@ class Pipeline:
             )
         )
         self.llm = ProviderClient(
-            provider_config(
+            service_config(
                 settings,
                 "llm-reranker",
                 settings.llm_reranker_url,

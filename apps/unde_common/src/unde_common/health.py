@@ -5,11 +5,16 @@
 - ``GET /health/live`` — 200 ``{"status": "ok"}`` while the process serves requests.
 - ``GET /health`` — runs every named check concurrently, each bounded by
   ``settings.health_check_timeout_s``; 200 when all pass, 503 otherwise, with
-  ``{"status": "ok"|"fail", "app": ..., "checks": {"<name>": {"status", "duration_ms", "error"?}}}``.
-  A check is a callable returning ``None`` (or an awaitable of it) and raising on failure.
+  ``{"status": "ok"|"fail", "app": ..., "checks": {"<name>": {"status", "duration_ms", "reason"?}}}``
+  (``reason``: ``timeout`` or ``error``). A check is a callable returning ``None`` (or an awaitable
+  of it) and raising on failure. The answer never holds an exception's text, a host name or an
+  address: those go to the log (``health check failed``, with the check's name).
 - ``GET /metrics`` — the app's Prometheus registry, plus request counters/latency that a
   middleware records for every route (``<prefix>_http_requests_total``,
   ``<prefix>_http_request_duration_seconds``).
+
+Who may call: :class:`unde_common.auth.ServiceAuth` (/health and /metrics: the monitoring caller
+only; every other route: the callers of ``settings.service_callers`` only).
 
 ``create_app(..., asgi_metrics=True)`` records the same two metrics with a plain ASGI middleware
 (:class:`RequestMetrics`) instead of Starlette's ``BaseHTTPMiddleware``: no extra task, task group
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -34,6 +40,7 @@ from pydantic import SecretStr
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import Match
 
+from unde_common.auth import ServiceAuth, log_auth_config
 from unde_common.logging import configure_logging
 from unde_common.metrics import CONTENT_TYPE_LATEST, AppMetrics
 from unde_common.settings import HttpServiceSettings
@@ -43,9 +50,10 @@ __all__ = ["Check", "RequestMetrics", "create_app", "redis_check", "run_checks",
 
 Check = Callable[[], Awaitable[None] | None]
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+log = logging.getLogger("unde_common.health")
 
 
-async def _run_one(check: Check, timeout_s: float) -> dict[str, Any]:
+async def _run_one(check: Check, timeout_s: float, name: str = "") -> dict[str, Any]:
     start = time.perf_counter()
     try:
         async with asyncio.timeout(timeout_s):
@@ -57,9 +65,14 @@ async def _run_one(check: Check, timeout_s: float) -> dict[str, Any]:
                     await result
         status: dict[str, Any] = {"status": "ok"}
     except TimeoutError:
-        status = {"status": "fail", "error": f"timed out after {timeout_s:g}s"}
+        status = {"status": "fail", "reason": "timeout"}
+        log.warning("health check failed", extra={"check": name, "error": f"timed out after {timeout_s:g}s"})
     except Exception as exc:
-        status = {"status": "fail", "error": f"{exc.__class__.__name__}: {exc}"[:500]}
+        # the text may name a host, an address or a path: the log gets it, the answer does not
+        status = {"status": "fail", "reason": "error"}
+        log.warning(
+            "health check failed", extra={"check": name, "error": f"{exc.__class__.__name__}: {exc}"[:500]}
+        )
     status["duration_ms"] = round((time.perf_counter() - start) * 1000, 2)
     return status
 
@@ -67,7 +80,7 @@ async def _run_one(check: Check, timeout_s: float) -> dict[str, Any]:
 async def run_checks(checks: Mapping[str, Check], timeout_s: float) -> dict[str, dict[str, Any]]:
     """Run the checks concurrently; a mapping of name → result."""
     names = list(checks)
-    results = await asyncio.gather(*(_run_one(checks[n], timeout_s) for n in names))
+    results = await asyncio.gather(*(_run_one(checks[n], timeout_s, n) for n in names))
     return dict(zip(names, results, strict=True))
 
 
@@ -155,6 +168,7 @@ def create_app(
     lifespan: Lifespan | None = None,
     asgi_metrics: bool = False,
     body_limits: Mapping[str, int] | None = None,
+    business_auth: bool = True,
     **fastapi_kwargs: Any,
 ) -> FastAPI:
     """A FastAPI app with the UNDE health and metrics endpoints; add the app's routes to it.
@@ -163,6 +177,11 @@ def create_app(
     ``settings.max_request_bytes``, or ``body_limits[path]`` for a route that needs another limit),
     and :func:`unde_common.web.install_error_handlers` answers a store that is down with 503 +
     ``Retry-After`` and any other unhandled exception with a neutral 500.
+
+    Every request passes :class:`unde_common.auth.ServiceAuth` first (before the body is read):
+    ``settings.service_callers`` may call the app's routes, ``settings.service_monitoring_sha256``
+    /health and /metrics. ``business_auth=False`` leaves the business routes to the app (the API
+    gateway's public API, whose users authenticate there); /health and /metrics stay monitoring-only.
 
     ``asgi_metrics=True``: record the request metrics with :class:`RequestMetrics` (cheaper)."""
     app_metrics = metrics or AppMetrics(name, version=version)
@@ -193,6 +212,18 @@ def create_app(
     install_error_handlers(app, retry_after_s=settings.store_retry_after_s)
     # added first, so it runs inside the metrics middleware (its 413/400/422 answers are counted)
     app.add_middleware(RequestBodyGuard, default=settings.max_request_bytes, limits=body_limits)
+    # outside the body guard (an unknown caller's body is never read), inside the metrics (refusals
+    # are counted)
+    app.add_middleware(
+        ServiceAuth,
+        callers=settings.service_callers,
+        monitoring_sha256=settings.service_monitoring_sha256,
+        app_name=name,
+        business=business_auth,
+    )
+    log_auth_config(
+        name, settings.service_callers, settings.service_monitoring_sha256, business=business_auth
+    )
 
     if asgi_metrics:
         app.add_middleware(RequestMetrics, requests_total=requests_total, duration=duration)

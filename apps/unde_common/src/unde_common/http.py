@@ -26,6 +26,7 @@ resets httpx's per-read timeout) is cut at the deadline. Attempts are bounded by
 provider, method, URL (query secrets masked), status and attempts made.
 
     gemini = ProviderClient(provider_config(settings, "gemini", settings.gemini_base_url))
+    gw = ProviderClient(service_config(settings, "ximilar-gw", settings.ximilar_gw_url))  # UNDE: + bearer
     data = gemini.post_json(path, json=body)                    # one attempt
     hits = ximilar.post_json(path, json=query, idempotent=True)  # a search: retried
 """
@@ -51,6 +52,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
+from unde_common.auth import bearer_headers
 from unde_common.settings import HttpClientSettings
 
 __all__ = [
@@ -68,6 +70,7 @@ __all__ = [
     "parse_retry_hint",
     "provider_config",
     "redact_url",
+    "service_config",
 ]
 
 log = logging.getLogger(__name__)
@@ -294,6 +297,27 @@ def provider_config(
         deadline_s=settings.http_deadline_s,
     )
     return replace(cfg, **overrides) if overrides else cfg
+
+
+def service_config(
+    settings: HttpClientSettings,
+    name: str,
+    base_url: object,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> ProviderConfig:
+    """:func:`provider_config` for another UNDE service: every call carries this app's
+    ``settings.service_token`` as ``Authorization: Bearer`` (see :mod:`unde_common.auth`). Only
+    for UNDE services: an external provider must never see the token. Without a token the calls
+    go out bare and the service answers 401 (logged here once, at construction)."""
+    auth = bearer_headers(settings.service_token)
+    if not auth:
+        log.warning(
+            "SERVICE_TOKEN is not set: calls to this UNDE service will be refused (401)",
+            extra={"provider": name},
+        )
+    return provider_config(settings, name, base_url, headers={**(headers or {}), **auth}, **overrides)
 
 
 class ProviderError(RuntimeError):

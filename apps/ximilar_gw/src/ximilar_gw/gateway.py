@@ -17,7 +17,14 @@ from PIL import Image
 
 from unde_common.db import AsyncPools, PoolConfig
 from unde_common.health import Check, redis_check
-from unde_common.http import AsyncProviderClient, ProviderConfig, ProviderError, RetryPolicy, provider_config
+from unde_common.http import (
+    AsyncProviderClient,
+    ProviderConfig,
+    ProviderError,
+    RetryPolicy,
+    provider_config,
+    service_config,
+)
 from unde_common.images import FetchPolicy, ImageError, ImageRef, async_image_client, fetch_image_async
 from unde_common.metrics import AppMetrics
 from ximilar_gw.rate_limiter import RateLimitExceededError, RedisRateLimiter
@@ -143,7 +150,7 @@ class Gateway:
                 limiter_wait_s=s.ximilar_rate_limit_wait_s,
             )
             self.embedder = AsyncProviderClient(
-                provider_config(
+                service_config(
                     s,
                     "embedder",
                     s.embedder_url,
