@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 from PIL import Image
 
 from embedder.app import create
@@ -18,6 +17,7 @@ from embedder.settings import EmbedderSettings
 from unde_common.images import ImageError, ImageRef, decode_image
 from unde_testkit.recognition_simulators import ImageHost, solid_image
 from unde_testkit.recognition_testbed import LOOPBACK_IMAGE_FETCH, png_bytes, serve_asgi
+from unde_testkit.service_auth import service_client
 from unde_testkit.testing import EnvWriter, EnvWriterFactory, assert_entry_point, assert_health_ok, free_port
 from unde_testkit.testmodel import build_test_model
 
@@ -87,7 +87,7 @@ def test_embed_endpoint(model: Path, host: tuple[ImageHost, str], write_env: Env
     _images, url = host
     loopback = {k.upper(): v for k, v in LOOPBACK_IMAGE_FETCH.items()}
     write_env({"MODEL_PATH": str(model), "MAX_IMAGE_BYTES": "100000", **loopback})
-    with TestClient(create(EmbedderSettings.load())) as client:
+    with service_client(create(EmbedderSettings.load())) as client:
         whole = client.post("/embed", json={"image_url": f"{url}/img/red.png"})
         crop = client.post("/embed", json={"image_url": f"{url}/img/red.png#xywh=0,0,200,300"})
         assert whole.status_code == 200, whole.text
@@ -126,11 +126,38 @@ def test_embed_endpoint(model: Path, host: tuple[ImageHost, str], write_env: Env
 
 def test_health_names_a_missing_model(write_env: EnvWriter, tmp_path: Path) -> None:
     write_env({"MODEL_PATH": str(tmp_path / "absent.onnx")})
-    with TestClient(create(EmbedderSettings.load())) as client:
+    with service_client(create(EmbedderSettings.load())) as client:
         health = client.get("/health")
         embed = client.post("/embed", json={"image_url": "http://127.0.0.1/x.jpg"})
-    assert health.status_code == 503 and "absent.onnx" in health.json()["checks"]["model"]["error"]
+    assert health.status_code == 503 and health.json()["checks"]["model"]["reason"] == "error"
+    assert "absent.onnx" not in health.text  # the path goes to the log only
     assert embed.status_code == 503 and "model not loaded" in embed.json()["detail"]
+
+
+def test_a_failing_model_answers_a_neutral_500_and_logs_why(
+    host: tuple[ImageHost, str], write_env: EnvWriter, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A model whose embeddings are all zero (its projection zeroed) fails every image with a
+    ModelError; the answer says nothing about the model, the log says what went wrong."""
+    import onnx
+    from onnx import numpy_helper
+
+    path = build_test_model(tmp_path / "zero.onnx")
+    graph = onnx.load(str(path))
+    for init in graph.graph.initializer:
+        if init.name == "gemm_w":
+            init.CopyFrom(numpy_helper.from_array(np.zeros_like(numpy_helper.to_array(init)), "gemm_w"))
+    onnx.save(graph, str(path))
+    _images, url = host
+    write_env({"MODEL_PATH": str(path), **{k.upper(): v for k, v in LOOPBACK_IMAGE_FETCH.items()}})
+    with service_client(create(EmbedderSettings.load()), raise_server_exceptions=False) as client:
+        answer = client.post("/embed", json={"image_url": f"{url}/img/red.png"})
+        metrics = client.get("/metrics").text
+    assert answer.status_code == 500
+    assert answer.json() == {"error": "internal_error", "detail": "internal error"}
+    assert 'embedder_errors_total{reason="inference"} 1.0' in metrics
+    logged = [str(e) for r in caplog.records if r.exc_info and isinstance(e := r.exc_info[1], ModelError)]
+    assert logged and "zero or non-finite embedding" in logged[0]
 
 
 def test_health_and_metrics(write_env: EnvWriter, model: Path) -> None:

@@ -30,6 +30,7 @@ from unde_testkit.catalog_testing import ImageHostSimulator
 from unde_testkit.testing import PostgresHandle, S3Handle
 
 DB = "cat_photo_downloader"
+LOOPBACK = "127.0.0.1/32"
 BUCKET = "cat-photo-downloader"
 
 
@@ -65,6 +66,8 @@ def _settings(
         "download_backoff_max_s": 0.2,
         "claim_chunk_size": 5,
         "data_dir": tmp_path / "data",
+        # the brand image host simulator runs on loopback, which production refuses
+        "download_allow_networks": LOOPBACK,
     }
     values.update(overrides)
     return PhotoDownloaderSettings(**values)
@@ -270,6 +273,7 @@ def test_a_worker_killed_mid_batch_leaves_products_resumable(
                 f"S3_BUCKET={BUCKET}",
                 f"DOWNLOAD_TIMEOUT={settings.download_timeout * 10}",
                 f"DATA_DIR={tmp_path}",
+                f"DOWNLOAD_ALLOW_NETWORKS={LOOPBACK}",
             ]
         )
     )

@@ -125,7 +125,12 @@ def _apps(env: dict[str, Any], s3: S3Handle) -> dict[str, Celery]:
         ),
         "photo_downloader": downloader_celery(
             PhotoDownloaderSettings(
-                **common, **s3_values, staging_db_url=logins["downloader"], data_dir=env["tmp"] / "dl"
+                **common,
+                **s3_values,
+                staging_db_url=logins["downloader"],
+                data_dir=env["tmp"] / "dl",
+                # the brand image host simulator runs on loopback, which production refuses
+                download_allow_networks=["127.0.0.0/8"],
             )
         ),
         "collage": collage_celery(

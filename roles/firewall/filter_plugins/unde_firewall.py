@@ -8,7 +8,9 @@ Outbound (the allow-list of ``firewall_egress_policy: allowlist``): for every se
 ``clients`` contain a group of the host (``all``, ``public`` count for every host), the host may
 open ``proto dport port`` to the addresses of the hosts that run it (each server's own
 ``unde_port_overrides`` win), plus the setting's entries to ``any`` destination, to ``public``
-ones (outside the private networks) or to listed networks.
+ones (outside the private networks) or to listed networks. ``unde_firewall_external`` turns
+the external services a host group calls (``unde_egress_external``: a base URL or a port each)
+into such entries, to public destinations, for the hosts of the groups that call them.
 
 Results are fully sorted so the rendered ruleset is byte-for-byte stable between runs.
 """
@@ -19,6 +21,7 @@ import ipaddress
 import socket
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypedDict
+from urllib.parse import urlsplit
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 PROTOCOLS = ("tcp", "udp")
@@ -286,6 +289,56 @@ def unde_firewall_egress_rules(
     return rules
 
 
+def _external_port(name: str, entry: Mapping[str, Any], proto: str) -> int:
+    """The entry's ``port``, else its ``url``'s port, else the standard port of the URL's scheme."""
+    if entry.get("port") not in (None, ""):
+        return _port(name, _service_port(name, entry["port"], proto))
+    url = str(entry.get("url") or "")
+    try:
+        parts = urlsplit(url)
+        explicit = parts.port
+    except ValueError as exc:
+        raise FirewallRulesError(f"external service {name}: url {url!r} is not a URL") from exc
+    if not parts.scheme or not parts.hostname:
+        raise FirewallRulesError(f"external service {name}: needs a port or an absolute url, got {url!r}")
+    if explicit is not None:
+        return _port(name, explicit)
+    if parts.scheme not in SERVICE_NAMES:
+        raise FirewallRulesError(f"external service {name}: url {url!r} names no port")
+    return _port(name, _service_port(name, parts.scheme, proto))
+
+
+def unde_firewall_external(
+    external: Mapping[str, Mapping[str, Any]], host: str, groups: Mapping[str, Sequence[str]]
+) -> list[dict[str, Any]]:
+    """Egress allow-list entries (``destinations: public``) for the external services ``host``
+    calls: those whose ``groups`` contain a group of the host.
+
+    Args:
+        external: name -> {url (its port, else its scheme's) or port, proto (tcp), groups,
+            description}; groups an inventory does not have are skipped (the other site's).
+        host: the inventory name of the host the ruleset is for.
+        groups: Ansible's ``groups``.
+
+    Returns:
+        One entry per external service, sorted by name, for ``unde_firewall_egress_rules``.
+    """
+    host_groups = {g for g, members in groups.items() if host in members}
+    out: list[dict[str, Any]] = []
+    for name in sorted(external):
+        entry = external[name]
+        callers = entry.get("groups")
+        if not isinstance(callers, Sequence) or isinstance(callers, str) or not callers:
+            raise FirewallRulesError(f"external service {name}: groups must be a non-empty list")
+        proto = _proto(name, entry.get("proto", "tcp"))
+        port = _external_port(name, entry, proto)
+        if host_groups.intersection(str(g) for g in callers):
+            description = entry.get("description") or entry.get("url") or name
+            out.append({"name": name, "proto": proto, "port": port, "destinations": "public"})
+            out[-1]["description"] = description
+    return out
+
+
 def unde_firewall_networks(networks: Sequence[str], version: int) -> list[str]:
     """The networks of one IP version, checked and sorted, as nft writes them."""
     nets = {_network(str(n), "firewall_egress_private_cidrs") for n in networks}
@@ -300,5 +353,6 @@ class FilterModule:
         return {
             "unde_firewall_rules": unde_firewall_rules,
             "unde_firewall_egress_rules": unde_firewall_egress_rules,
+            "unde_firewall_external": unde_firewall_external,
             "unde_firewall_networks": unde_firewall_networks,
         }

@@ -172,3 +172,48 @@ def test_egress_allow_port_by_iana_name() -> None:
     assert r["https"]["port"] == 443
     with pytest.raises(fw.FirewallRulesError, match="not a number"):
         egress("db1", allow=[{"name": "x", "port": "gopher", "destinations": "any"}])
+
+
+EXTERNAL: dict[str, dict[str, Any]] = {
+    "gemini": {"url": "https://generativelanguage.googleapis.com", "groups": ["web"]},
+    "box": {"port": 23, "groups": ["db"], "description": "Storage Box"},
+    "odd": {"url": "https://api.example.com:8443/v1", "groups": ["web", "db"]},
+    "plain": {"url": "http://mirror.example.com/debian", "groups": ["db"]},
+    "wg": {"proto": "udp", "port": 51820, "groups": ["elsewhere"]},
+}
+
+
+def test_external_services_of_the_hosts_groups_to_public_destinations() -> None:
+    web = {e["name"]: e for e in fw.unde_firewall_external(EXTERNAL, "web1", GROUPS)}
+    assert sorted(web) == ["gemini", "odd"]  # only its groups'; a group this inventory lacks is skipped
+    assert web["gemini"] == {
+        "name": "gemini",
+        "proto": "tcp",
+        "port": 443,  # the scheme's port
+        "destinations": "public",
+        "description": "https://generativelanguage.googleapis.com",
+    }
+    assert web["odd"]["port"] == 8443  # the URL's own port
+    db = {e["name"]: (e["proto"], e["port"]) for e in fw.unde_firewall_external(EXTERNAL, "db1", GROUPS)}
+    assert db == {"box": ("tcp", 23), "odd": ("tcp", 8443), "plain": ("tcp", 80)}
+    rules = egress("db1", allow=fw.unde_firewall_external(EXTERNAL, "db1", GROUPS))
+    assert (rules["box"]["scope"], rules["box"]["description"]) == ("public", "Storage Box")
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"url": "https://x.example.com"}, "groups must be a non-empty list"),
+        ({"url": "https://x.example.com", "groups": "web"}, "groups must be a non-empty list"),
+        ({"groups": ["web"]}, "needs a port or an absolute url"),
+        ({"url": "api.example.com", "groups": ["web"]}, "needs a port or an absolute url"),
+        ({"url": "sftp://box.example.com", "groups": ["web"]}, "names no port"),
+        ({"url": "https://x.example.com:99999", "groups": ["web"]}, "is not a URL"),
+        ({"port": 0, "groups": ["web"]}, "out of range"),
+        ({"port": 1, "proto": "sctp", "groups": ["web"]}, "proto"),
+    ],
+)
+def test_external_errors_name_the_service(entry: dict[str, Any], message: str) -> None:
+    with pytest.raises(fw.FirewallRulesError, match=message) as info:
+        fw.unde_firewall_external({"bad": entry}, "web1", GROUPS)
+    assert "bad" in str(info.value)

@@ -5,13 +5,15 @@ FashionCLIP 2.0 ONNX image encoder (ximilar-gw calls it for the pgvector kNN of 
 ``image_url`` may carry a region (``#xywh=x,y,w,h``, see :mod:`unde_common.images`).
 
 Errors: 422 malformed body, bad or unreachable URL; 413 oversized image; 415 not an image; 503 the
-model is not loaded (``/health`` names why). Metrics (spec 01 §19): ``embedder_inference_latency_ms``
+model is not loaded (``/health`` names why); 500 (a neutral body, the cause logged) the model
+failed on an image. Metrics (spec 01 §19): ``embedder_inference_latency_ms``
 (histogram, alert p95 > 300 ms), ``embedder_errors_total{reason}`` (alert > 1% of
 ``embedder_requests_total``).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,6 +30,8 @@ from embedder.settings import EmbedderSettings
 from unde_common.health import create_app
 from unde_common.images import FetchPolicy, ImageError, ImageRef, async_image_client, fetch_image_async
 from unde_common.metrics import AppMetrics
+
+log = logging.getLogger(__name__)
 
 
 class EmbedRequest(BaseModel):
@@ -64,6 +68,7 @@ def create(settings: EmbedderSettings | None = None) -> FastAPI:
         encoder = load_encoder(settings)
     except ModelError as exc:
         model_error = str(exc)
+        log.error("model not loaded", extra={"error": model_error})
 
     def model_check() -> None:
         if encoder is None:
@@ -93,7 +98,8 @@ def create(settings: EmbedderSettings | None = None) -> FastAPI:
         requests_total.inc()
         if encoder is None:
             errors.labels("model").inc()
-            return JSONResponse({"detail": f"model not loaded: {model_error}"}, status_code=503)
+            # why (a path, onnxruntime's words) is in /health for monitoring and in the startup log
+            return JSONResponse({"detail": "model not loaded"}, status_code=503)
         try:
             ref = ImageRef.parse(body.image_url)
             client = holder.get("http") or async_image_client(settings, settings.image_fetch_timeout_s)
@@ -104,9 +110,9 @@ def create(settings: EmbedderSettings | None = None) -> FastAPI:
         start = time.perf_counter()
         try:
             vector = await run_in_threadpool(encoder.embed, [image])
-        except ModelError as exc:
+        except ModelError:
             errors.labels("inference").inc()
-            return JSONResponse({"detail": str(exc)}, status_code=500)
+            raise  # the shared handler logs it with its traceback and answers a neutral 500
         elapsed = (time.perf_counter() - start) * 1000
         latency.observe(elapsed)
         return EmbedResponse(

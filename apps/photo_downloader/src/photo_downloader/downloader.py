@@ -7,18 +7,28 @@ chunk, so two workers never take the same product and a killed worker's chunk si
 uploads it to ``originals/{brand}/{external_id}/{n}.jpg`` (n = 1…5) and finishes the product in the
 same transaction: ``uploaded`` + ``image_urls``, or ``error`` + ``error_message`` naming the photo
 and the cause. Re-running is safe: keys are deterministic and uploads overwrite.
+
+The photo URLs come from brand pages, so a download must not reach into the private network
+(SSRF): every hop, the first URL and each redirect, is checked with the image fetcher's
+:class:`unde_common.images.FetchPolicy` (http(s) only, no userinfo, ``download_hosts`` when set,
+every address DNS gives must be public unless ``download_allow_networks`` names it). A direct
+request goes to the address that was checked (``Host`` and TLS SNI keep the name), so a second DNS
+answer cannot rebind it; through the residential proxy the proxy resolves, outside our network.
+A photo's width x height is read from its header and checked before any pixel is decoded.
 """
 
 from __future__ import annotations
 
 import io
+import ipaddress
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import httpx
 from PIL import Image, UnidentifiedImageError
@@ -28,6 +38,7 @@ from psycopg.types.json import Jsonb
 from photo_downloader.runtime import Runtime
 from unde_common.catalog import Outcome, WorkQueue, work_through
 from unde_common.http import parse_retry_after, redact_url
+from unde_common.images import IMAGE_FORMATS
 from unde_common.s3 import ObjectStorageError
 from unde_common.worker import empty_dir
 
@@ -70,6 +81,8 @@ WHERE id = %s
 """
 
 PENDING_COUNT = "SELECT count(*) AS n FROM raw_products WHERE image_status = 'pending'"
+
+_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 
 
 class PhotoError(Exception):
@@ -123,7 +136,10 @@ def original_key(brand: str, external_id: str, n: int) -> str:
 
 
 def validate_image(data: bytes, content_type: str, rt: Runtime) -> tuple[bytes, int, int]:
-    """JPEG bytes (converted when the source is another format) and the size, or PhotoError."""
+    """JPEG bytes (converted when the source is another format) and the size, or PhotoError.
+
+    Pillow opens lazily: the size comes from the header and is checked (sides, pixels) before
+    anything is decoded, so a decompression bomb costs no memory."""
     s = rt.settings
     ctype = content_type.split(";", 1)[0].strip().lower()
     if not ctype.startswith("image/"):
@@ -131,9 +147,8 @@ def validate_image(data: bytes, content_type: str, rt: Runtime) -> tuple[bytes, 
     if not data:
         raise PhotoError("empty body")
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as img:
             fmt = img.format
-            img.load()  # decodes fully: truncated or corrupt files fail here
             width, height = img.size
             if min(width, height) < s.photo_min_side_px:
                 raise PhotoError(
@@ -143,16 +158,84 @@ def validate_image(data: bytes, content_type: str, rt: Runtime) -> tuple[bytes, 
                 raise PhotoError(
                     f"image too large ({width}x{height}, maximum {s.photo_max_side_px}px a side)"
                 )
+            if width * height > s.photo_max_pixels:
+                raise PhotoError(f"image too large ({width}x{height}, more than {s.photo_max_pixels} pixels)")
+            img.load()  # decodes fully: truncated or corrupt files fail here
             if fmt == "JPEG":
                 return data, width, height
             rgb = img.convert("RGB")
     except PhotoError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:  # Pillow's guard
+        raise PhotoError(f"image too large ({exc})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise PhotoError(f"not a decodable image ({exc.__class__.__name__}: {exc})") from None
     out = io.BytesIO()
     rgb.save(out, "JPEG", quality=s.jpeg_quality, subsampling=0)
     return out.getvalue(), width, height
+
+
+def _refused(url: httpx.URL, rule: str) -> PhotoError:
+    return PhotoError(f"URL {redact_url(str(url))[:200]} refused: {rule}")
+
+
+def _checked_request(client: httpx.Client, url: httpx.URL, rt: Runtime) -> httpx.Request:
+    """The request for one hop to ``url`` once the fetch policy allows it (see the module doc)."""
+    policy = rt.fetch_policy
+    if url.scheme not in policy.schemes:
+        raise _refused(url, f"scheme {url.scheme or 'none'!r} is not http(s)")
+    if url.userinfo:
+        raise _refused(url, "credentials in the URL are not allowed")
+    host = url.raw_host.decode("ascii", "replace").lower().rstrip(".")
+    if not host:
+        raise _refused(url, "the URL has no host")
+    if policy.hosts and not policy.host_allowed(host):
+        raise _refused(url, f"host {host[:100]} is not in download_hosts")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in policy.resolver(host, port)]
+    except (OSError, UnicodeError) as exc:  # a DNS failure may pass: the retry run tries again
+        raise PhotoError(
+            f"host {host[:100]} does not resolve ({exc.__class__.__name__})", retryable=True
+        ) from None
+    if not addresses:
+        raise PhotoError(f"host {host[:100]} has no address", retryable=True)
+    for ip in addresses:
+        problem = policy.address_allowed(ip)
+        if problem is not None:
+            article = "an" if problem[0] in "aeiou" else "a"
+            raise _refused(url, f"host {host[:100]} resolves to {article} {problem} address ({ip})")
+    if rt.settings.download_proxy_url is not None:  # the proxy resolves the name itself
+        return client.build_request("GET", url)
+    extensions = {"sni_hostname": host} if url.scheme == "https" else {}
+    headers = {"Host": url.netloc.decode("ascii")}
+    target = url.copy_with(host=str(addresses[0]))
+    return client.build_request("GET", target, headers=headers, extensions=extensions)
+
+
+@contextmanager
+def _open(client: httpx.Client, url: str, rt: Runtime) -> Iterator[httpx.Response]:
+    """The streamed answer for ``url``, redirects followed here, each hop checked first."""
+    try:
+        current = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise PhotoError(f"not a valid URL: {exc}") from None
+    for _ in range(rt.fetch_policy.max_redirects + 1):
+        request = _checked_request(client, current, rt)
+        response = client.send(request, stream=True, follow_redirects=False)
+        try:
+            location = response.headers.get("location")
+            if response.status_code in _REDIRECTS and location:
+                try:
+                    current = current.join(location).copy_with(fragment=None)
+                except (httpx.InvalidURL, ValueError):
+                    raise _refused(current, "it redirects to an invalid URL") from None
+                continue
+            yield response
+            return
+        finally:
+            response.close()
+    raise _refused(httpx.URL(url), f"more than {rt.fetch_policy.max_redirects} redirects")
 
 
 def fetch(client: httpx.Client, url: str, rt: Runtime) -> tuple[bytes, str]:
@@ -164,7 +247,7 @@ def fetch(client: httpx.Client, url: str, rt: Runtime) -> tuple[bytes, str]:
         delay = min(s.download_backoff_max_s, s.download_backoff_base_s * 2 ** (attempt - 1))
         delay = delay / 2 + random.uniform(0, delay / 2)
         try:
-            with client.stream("GET", url) as response:
+            with _open(client, url, rt) as response:
                 status = response.status_code
                 if status == 200:
                     chunks: list[bytes] = []

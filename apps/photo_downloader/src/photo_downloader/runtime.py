@@ -3,12 +3,14 @@ Object Storage client, the HTTP client for brand image hosts and staging DB conn
 
 from __future__ import annotations
 
+import ipaddress
 from functools import cached_property
 
 import httpx
 
 from photo_downloader.settings import PhotoDownloaderSettings
 from unde_common.catalog import StageMetrics
+from unde_common.images import FetchPolicy
 from unde_common.metrics import AppMetrics
 from unde_common.s3 import ObjectStore, public_url
 from unde_common.worker import RuntimeRegistry, WorkerRuntime
@@ -69,12 +71,28 @@ class Runtime(WorkerRuntime[PhotoDownloaderSettings]):
     def http(self) -> httpx.Client:
         s = self.settings
         proxy = s.download_proxy_url.get_secret_value() if s.download_proxy_url else None
+        # redirects are followed by the downloader, each hop checked; no proxy or .netrc from the
+        # environment (it would bypass the address check)
         return httpx.Client(
             timeout=httpx.Timeout(s.download_timeout),
-            follow_redirects=True,
+            follow_redirects=False,
+            trust_env=False,
             headers={"User-Agent": s.download_user_agent, "Accept": "image/*"},
             limits=httpx.Limits(max_connections=s.concurrent_downloads * 2),
             proxy=proxy,
+        )
+
+    @cached_property
+    def fetch_policy(self) -> FetchPolicy:
+        """Where photos may be downloaded from (checked at every hop, see downloader)."""
+        s = self.settings
+        return FetchPolicy(
+            hosts=tuple(s.download_hosts),
+            schemes=frozenset({"http", "https"}),
+            allow_networks=tuple(ipaddress.ip_network(n, strict=False) for n in s.download_allow_networks),
+            max_redirects=s.download_max_redirects,
+            max_bytes=s.photo_max_bytes,
+            max_pixels=s.photo_max_pixels,
         )
 
     def public_url(self, key: str) -> str:

@@ -8,16 +8,21 @@ Read by ``PhotoDownloaderSettings.load()`` from the process environment and the 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, SecretStr
+from pydantic import AfterValidator, Field, SecretStr
 
 from unde_common.s3 import S3Settings
 from unde_common.settings import (
     CeleryWorkerSettings,
+    CommaList,
     DbPoolSettings,
     HttpClientSettings,
+    ImageFetchSettings,
     PostgresDsn,
     RedisDsn,
+    _check_hosts,
+    _check_networks,
 )
 
 
@@ -59,6 +64,21 @@ class PhotoDownloaderSettings(CeleryWorkerSettings, DbPoolSettings, HttpClientSe
     photo_min_side_px: int = Field(default=100, ge=1)
     photo_max_side_px: int = Field(default=12000, ge=1)
     photo_max_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    #: pixels (width x height, read from the header before decoding) a photo may have: the image
+    #: fetcher's limit, so a small decompression bomb is refused before its pixels are allocated
+    photo_max_pixels: int = Field(default=ImageFetchSettings.model_fields["max_image_pixels"].default, ge=1)
+    #: hosts photo URLs may name (``*.example.com`` = its subdomains); empty = any host whose
+    #: addresses are public: the brands' CDNs are many and follow the catalog, the address check
+    #: below is what keeps the downloader out of the private network
+    download_hosts: Annotated[CommaList, AfterValidator(_check_hosts)] = Field(default_factory=list)
+    #: non-public networks (CIDRs) a photo host may resolve into (tests, the lab); empty in
+    #: production: loopback, private, link-local (cloud metadata), CGNAT ... addresses are refused
+    #: after DNS resolution, at every redirect hop
+    download_allow_networks: Annotated[CommaList, AfterValidator(_check_networks)] = Field(
+        default_factory=list
+    )
+    #: redirects followed per photo, each target checked like the first URL
+    download_max_redirects: int = Field(default=5, ge=0, le=10)
     #: JPEG settings when a brand serves another format (JPEGs are stored byte for byte)
     jpeg_quality: int = Field(default=95, ge=1, le=100)
     #: scratch space, emptied by cleanup_temp_files (photos are handled in memory)

@@ -131,6 +131,30 @@ def _parse_duration(value: Any) -> Any:
 Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
 
 
+_DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
+_CALLER_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+def _check_digest(value: str) -> str:
+    digest = value.strip().lower()
+    if digest and not _DIGEST_RE.fullmatch(digest):
+        raise ValueError("must be the SHA-256 of a token as 64 hex digits (or empty)")
+    return digest
+
+
+def _check_callers(value: dict[str, str]) -> dict[str, str]:
+    callers: dict[str, str] = {}
+    for name, digest in value.items():
+        if not _CALLER_RE.fullmatch(name):
+            raise ValueError(f"caller name {name[:40]!r} must be lower-case letters, digits and _")
+        if name == "monitoring":
+            raise ValueError("'monitoring' may call /health and /metrics only: it is not a caller here")
+        if not _DIGEST_RE.fullmatch(digest.strip().lower()):
+            raise ValueError(f"caller {name!r}: the value must be the SHA-256 of its token as 64 hex digits")
+        callers[name] = digest.strip().lower()
+    return callers
+
+
 # --------------------------------------------------------------------------- errors
 
 
@@ -207,6 +231,10 @@ class UndeSettings(BaseSettings):
     #: node_exporter textfile collector file written by short-lived processes (beat, one-shot jobs)
     metrics_textfile: Path | None = None
     metrics_textfile_interval_s: float = Field(default=15.0, gt=0)
+    #: SHA-256 (hex) of the monitoring caller's bearer token: /health and /metrics (HTTP services)
+    #: and a worker's metrics server answer only it; empty: they refuse every caller
+    #: (``unde_common.auth``; the token itself stays in the vault and on the monitoring server)
+    service_monitoring_sha256: Annotated[str, AfterValidator(_check_digest)] = ""
 
     @classmethod
     def load(cls, **overrides: Any) -> Self:
@@ -236,6 +264,10 @@ class HttpServiceSettings(UndeSettings):
     max_request_bytes: int = Field(default=1024 * 1024, ge=1)
     #: the Retry-After (seconds) of the 503 answered while a backing store (Redis, PostgreSQL) is down
     store_retry_after_s: int = Field(default=1, ge=1)
+    #: the UNDE services that may call the business routes: caller name → SHA-256 (hex) of its bearer
+    #: token, JSON (``{"recognition": "<64 hex>"}``). Empty: every business call is refused
+    #: (``unde_common.auth``); the monitoring caller is never one of them
+    service_callers: Annotated[dict[str, str], AfterValidator(_check_callers)] = Field(default_factory=dict)
 
 
 class DbPoolSettings(UndeSettings):
@@ -269,6 +301,9 @@ class HttpClientSettings(UndeSettings):
     #: one logical provider call (all attempts, the sleeps between them, each body read) ends
     #: after this many seconds; a server trickling bytes cannot stretch it
     http_deadline_s: float = Field(default=60.0, gt=0)
+    #: this app's own bearer token as a caller of other UNDE services (``Authorization: Bearer``,
+    #: sent only by clients made with ``unde_common.http.service_config``, never to a provider)
+    service_token: SecretStr | None = None
 
 
 def _check_schemes(value: list[str]) -> list[str]:
