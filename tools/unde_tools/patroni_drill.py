@@ -110,8 +110,9 @@ def routing(secrets: dict[str, Any], key: str = ROUTING_KEY) -> dict[str, str]:
     """The routing cache entry on local-redis (host, port, member, ...); {} when unreadable."""
     res = ssh(
         REDIS,
-        f"read -r REDISCLI_AUTH; export REDISCLI_AUTH; redis-cli --raw -n {ROUTING_DB} hgetall {key}",
-        stdin=str(secrets["vault_redis_hot_password"]) + "\n",
+        "read -r REDISCLI_AUTH; export REDISCLI_AUTH; "
+        f"redis-cli --user admin --raw -n {ROUTING_DB} hgetall {key}",
+        stdin=str(secrets["vault_redis_acl_passwords"]["admin"]) + "\n",
         timeout=20,
     )
     items = res.stdout.split("\n")
@@ -182,7 +183,9 @@ def start_load(secrets: dict[str, Any], rate: float, duration_s: float) -> subpr
         "redis_host": address(REDIS),
         "redis_port": REDIS_PORT,
         "redis_db": ROUTING_DB,
-        "redis_password": secrets["vault_redis_hot_password"],
+        # a routing reader like the apps: read-only on shard:* (persona's ACL user)
+        "redis_user": "persona_agent",
+        "redis_password": secrets["vault_redis_acl_passwords"]["persona_agent"],
         "routing_key": ROUTING_KEY,
         "database": "unde_shard",
         "user": "app_rw",

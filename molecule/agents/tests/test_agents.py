@@ -43,8 +43,14 @@ def url(host: str, path: str) -> str:
     return f"http://{private_ip(host)}:8080{path}"
 
 
+def bearer(caller: str) -> dict[str, str]:
+    """The vault's service token of ``caller`` (the agents accept api_gateway, llm_orchestrator;
+    /health and /metrics only monitoring)."""
+    return {"Authorization": f"Bearer {_default.vault()['vault_service_tokens'][caller]}"}
+
+
 def post(host: str, path: str, body: dict[str, Any], **kw: Any) -> httpx.Response:
-    return httpx.post(url(host, path), json=body, timeout=10, **kw)
+    return httpx.post(url(host, path), json=body, headers=bearer("api_gateway"), timeout=10, **kw)
 
 
 @pytest.mark.parametrize("host", sorted(AGENTS))
@@ -55,14 +61,17 @@ def test_unit_env_health_metrics(host: str) -> None:
     env = node.file(f"/opt/unde/{app}/.env")
     assert env.mode == 0o600 and env.user == f"unde-{app.replace('_', '-')}"
     assert node.socket(f"tcp://{private_ip(host)}:8080").is_listening
-    health = httpx.get(url(host, "/health"), timeout=10)
+    health = httpx.get(url(host, "/health"), headers=bearer("monitoring"), timeout=10)
     assert health.status_code == 200, health.text
-    assert f"{app}_http_requests_total" in httpx.get(url(host, "/metrics"), timeout=10).text
+    assert (
+        f"{app}_http_requests_total"
+        in httpx.get(url(host, "/metrics"), headers=bearer("monitoring"), timeout=10).text
+    )
     assert node.file(f"/run/unde-{unit}").is_directory  # PROMETHEUS_MULTIPROC_DIR (roles/unde_app)
 
 
 def _health_count(host: str, app: str) -> float:
-    text = httpx.get(url(host, "/metrics"), timeout=10).text
+    text = httpx.get(url(host, "/metrics"), headers=bearer("monitoring"), timeout=10).text
     pattern = rf'^{app}_http_requests_total\{{method="GET",route="/health",status="200"\}} (\S+)$'
     found = re.search(pattern, text, re.M)
     return float(found.group(1)) if found else 0.0
@@ -75,7 +84,7 @@ def test_metrics_add_up_every_worker(host: str) -> None:
     app, _ = AGENTS[host]
     before = _health_count(host, app)
     for _ in range(30):  # a new connection each time, so the kernel spreads them over the workers
-        assert httpx.get(url(host, "/health"), timeout=10).status_code == 200
+        assert httpx.get(url(host, "/health"), headers=bearer("monitoring"), timeout=10).status_code == 200
     assert _health_count(host, app) - before >= 30
 
 
@@ -95,7 +104,9 @@ def test_persona_endpoints() -> None:
     flushed = post(host, "/persona/flush", {"user_id": user, "exchange_id": "e1"}).json()
     assert flushed["applied"] == {"humor_level": -0.05, "tease_level": -0.05}
     assert flushed["temp_blocks"] == ["humor"]
-    profile = httpx.get(url(host, "/persona/profile"), params={"user_id": user}, timeout=10).json()
+    profile = httpx.get(
+        url(host, "/persona/profile"), params={"user_id": user}, headers=bearer("api_gateway"), timeout=10
+    ).json()
     assert [b["key"] for b in profile["temp_blocks"]] == ["humor"]
     assert post(host, "/persona", {"user_id": user, "contract_version": "1.0.0"}).status_code == 409
     bad = post(host, "/persona", {"user_id": "nope"})
@@ -168,12 +179,14 @@ def test_context_frame() -> None:
 
 def test_persona_follows_its_routing_entry() -> None:
     redis_node: Host = lab_host("local-redis")
-    password = _default.vault()["vault_redis_hot_password"]
-    key = "lab-agents:shard:0"
+    password = _default.vault()["vault_redis_acl_passwords"]["admin"]
+    key = "shard:lab-agents:0"
 
     def cli(*args: str) -> str:
         cmd = redis_node.run(
-            "redis-cli --no-auth-warning -a %s -n 12 " + " ".join(["%s"] * len(args)), password, *args
+            "redis-cli --no-auth-warning --user admin -a %s -n 12 " + " ".join(["%s"] * len(args)),
+            password,
+            *args,
         )
         assert cmd.rc == 0 and not cmd.stdout.startswith(("ERR", "NOAUTH", "WRONGPASS")), (
             cmd.stdout + cmd.stderr
@@ -181,7 +194,7 @@ def test_persona_follows_its_routing_entry() -> None:
         return str(cmd.stdout)
 
     def health() -> httpx.Response:
-        return httpx.get(url("local-persona", "/health"), timeout=10)
+        return httpx.get(url("local-persona", "/health"), headers=bearer("monitoring"), timeout=10)
 
     def wait(ok: bool) -> httpx.Response:
         deadline = time.monotonic() + 20

@@ -115,15 +115,19 @@ def test_worker_answers_through_the_broker_on_push(lab: Any, name: str) -> None:
 
 @pytest.mark.parametrize("name", list(APPS))
 @pytest.mark.journal(*ALL_UNITS)
-def test_metrics_answer_on_the_private_address(lab: Any, name: str) -> None:
+def test_metrics_answer_on_the_private_address(lab: Any, secrets: dict[str, Any], name: str) -> None:
     app = APPS[name]
     ip = lab.private_ip(name)
     port = yaml.safe_load((REPO / "group_vars" / "all" / "services.yml").read_text())["unde_services"][
         "catalog_worker_metrics"
     ]["port"]
     url = f"http://{ip}:{port}/metrics"
-    fetch = f"import urllib.request as u; print(u.urlopen('{url}', timeout=5).read().decode())"
-    res = lab.host(name).run(f"/opt/unde/{app}/venv/bin/python -c %s", fetch)
+    fetch = (
+        "import os, urllib.request as u; auth = {'Authorization': 'Bearer ' + os.environ['UNDE_TEST_TOKEN']};"
+        f" print(u.urlopen(u.Request('{url}', headers=auth), timeout=5).read().decode())"
+    )
+    token = secrets["vault_service_tokens"]["monitoring"]  # the workers' /metrics answer monitoring only
+    res = lab.host(name).run(f"UNDE_TEST_TOKEN=%s /opt/unde/{app}/venv/bin/python -c %s", token, fetch)
     assert res.rc == 0, res.stderr
     text = res.stdout
     assert f'{app}_app_info{{app="{app}",version="0.1.0"}} 1.0' in text

@@ -68,13 +68,17 @@ def test_units_are_active(lab: Any, host: str, unit: str) -> None:
     ).stdout
 
 
-def test_embedder_answers_a_unit_vector(lab: Any) -> None:
+def test_embedder_answers_a_unit_vector(lab: Any, secrets: dict[str, Any]) -> None:
     embedder = lab.private_ip("embedder")
     body = json.dumps({"image_url": f"{SIM}/img/street.png#xywh=40,50,200,300"})
+    # as ximilar-gw calls it: with ximilar_gw's service token (from the environment, not argv)
+    token = secrets["vault_service_tokens"]["ximilar_gw"]
     res = lab.host("ximilar-gw").run(
-        "/opt/unde/ximilar_gw/venv/bin/python -c %s %s %s",
-        "import httpx, sys; print(httpx.post(sys.argv[1], content=sys.argv[2],"
-        " headers={'content-type': 'application/json'}, timeout=30).text)",
+        "UNDE_TEST_TOKEN=%s /opt/unde/ximilar_gw/venv/bin/python -c %s %s %s",
+        token,
+        "import httpx, os, sys; print(httpx.post(sys.argv[1], content=sys.argv[2],"
+        " headers={'content-type': 'application/json',"
+        " 'authorization': 'Bearer ' + os.environ['UNDE_TEST_TOKEN']}, timeout=30).text)",
         f"http://{embedder}:8003/embed",
         body,
     )

@@ -84,9 +84,11 @@ def test_preferred_primary_leads_and_replica_streams_through_its_slot() -> None:
 
 def test_rest_api_refuses_unsafe_calls_without_the_password() -> None:
     probe = (
-        'python3 -c "import urllib.request, urllib.error\n'
+        'python3 -c "import ssl, urllib.request, urllib.error\n'
         "try:\n urllib.request.urlopen(\n"
-        "  urllib.request.Request('http://198.19.0.10:8008/restart', method='POST'))\n"
+        "  urllib.request.Request('https://198.19.0.10:8008/restart', method='POST'),\n"
+        # HTTPS verified with the internal CA (a certificate error would print no status)
+        "  context=ssl.create_default_context(cafile='/etc/unde/tls/postgresql/ca.crt'))\n"
         'except urllib.error.HTTPError as e:\n print(e.code)"'
     )
     res = ssh(REPLICA, probe)
@@ -101,8 +103,8 @@ def test_routing_cache_names_the_leader_and_the_timer_restores_it(secrets: dict[
     deleted = ssh(
         drill.REDIS,
         "read -r REDISCLI_AUTH; export REDISCLI_AUTH; "
-        f"redis-cli -n {drill.ROUTING_DB} del {drill.ROUTING_KEY}",
-        stdin=str(secrets["vault_redis_hot_password"]) + "\n",
+        f"redis-cli --user admin -n {drill.ROUTING_DB} del {drill.ROUTING_KEY}",
+        stdin=str(secrets["vault_redis_acl_passwords"]["admin"]) + "\n",
     )
     # the entry was there and is gone now (the 5 s timer may already have put it back: no read here)
     assert deleted.stdout.strip() == "1", deleted.stdout + deleted.stderr
