@@ -5,9 +5,7 @@ where a test says so, as the lab's simulators are), real PNG bombs written row b
 from __future__ import annotations
 
 import io
-import os
 import struct
-import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -26,6 +24,7 @@ from photo_downloader.runtime import Runtime
 from photo_downloader.settings import PhotoDownloaderSettings
 from unde_common.settings import SettingsError
 from unde_testkit.apptests import serving
+from unde_testkit.testing import PeakRss
 
 MB = 1024 * 1024
 LOOPBACK = "127.0.0.1/32"
@@ -176,34 +175,6 @@ def test_bad_policy_settings_are_named() -> None:
 
 
 # ---------------------------------------------------------------------------------- pixel bombs
-
-
-def _rss() -> int:
-    with open("/proc/self/statm", encoding="ascii") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class PeakRss:
-    """The largest growth of this process's RSS while the block runs (sampled every 2 ms)."""
-
-    def __init__(self) -> None:
-        self.peak = 0
-        self._stop = threading.Event()
-
-    def _sample(self, base: int) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, _rss() - base)
-            time.sleep(0.002)
-
-    def __enter__(self) -> PeakRss:
-        self._thread = threading.Thread(target=self._sample, args=(_rss(),), daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        time.sleep(0.01)
-        self._stop.set()
-        self._thread.join()
 
 
 def test_a_downloaded_pixel_bomb_is_refused_before_decoding(host: tuple[Host, str]) -> None:

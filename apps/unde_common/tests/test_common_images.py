@@ -10,7 +10,6 @@ import asyncio
 import datetime
 import io
 import ipaddress
-import os
 import ssl
 import struct
 import threading
@@ -41,6 +40,7 @@ from unde_common.images import (
 )
 from unde_common.settings import ImageFetchSettings, SettingsError
 from unde_testkit.recognition_testbed import LOOPBACK_IMAGE_FETCH, serve_asgi
+from unde_testkit.testing import PeakRss
 
 MB = 1024 * 1024
 
@@ -307,35 +307,6 @@ def test_an_error_names_the_rule_not_the_answer(host: tuple[Host, str]) -> None:
 
 
 # ----------------------------------------------------------------------------- size and pixels
-
-
-def rss() -> int:
-    """This process's resident set size in bytes (Linux /proc)."""
-    with open("/proc/self/statm", encoding="ascii") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-class PeakRss:
-    """The largest growth of this process's RSS while the block runs (sampled every 2 ms)."""
-
-    def __init__(self) -> None:
-        self.peak = 0
-        self._stop = threading.Event()
-
-    def _sample(self, base: int) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, rss() - base)
-            time.sleep(0.002)
-
-    def __enter__(self) -> PeakRss:
-        self._thread = threading.Thread(target=self._sample, args=(rss(),), daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        time.sleep(0.01)
-        self._stop.set()
-        self._thread.join()
 
 
 def test_a_pixel_bomb_is_refused_before_decoding(host: tuple[Host, str]) -> None:

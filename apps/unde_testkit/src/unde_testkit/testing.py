@@ -57,6 +57,7 @@ __all__ = [
     "EnvWriter",
     "EnvWriterFactory",
     "LoopbackServer",
+    "PeakRss",
     "PostgresHandle",
     "ProviderSimulator",
     "ServedProcess",
@@ -72,6 +73,7 @@ __all__ = [
     "postgres_server",
     "redis_server",
     "required_env",
+    "rss",
     "running_service",
     "serve_command",
     "serve_module",
@@ -748,3 +750,32 @@ def s3_server(workdir: Path) -> Iterator[S3Handle]:
     finally:
         stop_process(proc)
         log.close()
+
+
+def rss() -> int:
+    """This process's resident set size in bytes (Linux /proc)."""
+    with open("/proc/self/statm", encoding="ascii") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class PeakRss:
+    """The largest growth of this process's RSS while the block runs (sampled every 2 ms)."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def _sample(self, base: int) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss() - base)
+            time.sleep(0.002)
+
+    def __enter__(self) -> PeakRss:
+        self._thread = threading.Thread(target=self._sample, args=(rss(),), daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        time.sleep(0.01)
+        self._stop.set()
+        self._thread.join()
