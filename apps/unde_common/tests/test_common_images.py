@@ -239,7 +239,7 @@ def test_hosts_off_the_allow_list_are_refused_before_dns() -> None:
     pol = policy(hosts=("hel1.your-objectstorage.com", "*.zara.net"), resolver=lookups)
     for url in ("http://metadata.google.internal/x", "http://localhost/x.png", "http://zara.net.evil.test/x"):
         error = refused(url, pol, recorder)
-        assert "not on the image host allow-list" in error.message
+        assert "not in the image host allow-list" in error.message
     assert lookups.asked == [] and recorder.urls == []
     assert pol.host_allowed("static.zara.net") and pol.host_allowed("a.b.zara.net")
     assert not pol.host_allowed("zara.net") and not pol.host_allowed("evilzara.net")

@@ -20,7 +20,6 @@ A photo's width x height is read from its header and checked before any pixel is
 from __future__ import annotations
 
 import io
-import ipaddress
 import logging
 import random
 import time
@@ -38,7 +37,7 @@ from psycopg.types.json import Jsonb
 from photo_downloader.runtime import Runtime
 from unde_common.catalog import Outcome, WorkQueue, work_through
 from unde_common.http import parse_retry_after, redact_url
-from unde_common.images import IMAGE_FORMATS
+from unde_common.images import IMAGE_FORMATS, ImageError, check_url, pin
 from unde_common.s3 import ObjectStorageError
 from unde_common.worker import empty_dir
 
@@ -180,37 +179,28 @@ def _refused(url: httpx.URL, rule: str) -> PhotoError:
 
 
 def _checked_request(client: httpx.Client, url: httpx.URL, rt: Runtime) -> httpx.Request:
-    """The request for one hop to ``url`` once the fetch policy allows it (see the module doc)."""
+    """The request for one hop to ``url`` once the fetch policy allows it: the shared fetcher's
+    rules (unde_common.images check_url / pin: scheme, no userinfo, DOWNLOAD_HOSTS when set, every
+    address DNS gives public unless allowed), the request sent to the checked address. A DNS
+    failure may pass (retryable: the retry run tries again); a refusal is final."""
     policy = rt.fetch_policy
-    if url.scheme not in policy.schemes:
-        raise _refused(url, f"scheme {url.scheme or 'none'!r} is not http(s)")
-    if url.userinfo:
-        raise _refused(url, "credentials in the URL are not allowed")
-    host = url.raw_host.decode("ascii", "replace").lower().rstrip(".")
-    if not host:
-        raise _refused(url, "the URL has no host")
-    if policy.hosts and not policy.host_allowed(host):
-        raise _refused(url, f"host {host[:100]} is not in download_hosts")
-    port = url.port or (443 if url.scheme == "https" else 80)
+    shown = redact_url(str(url))
     try:
-        addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in policy.resolver(host, port)]
-    except (OSError, UnicodeError) as exc:  # a DNS failure may pass: the retry run tries again
-        raise PhotoError(
-            f"host {host[:100]} does not resolve ({exc.__class__.__name__})", retryable=True
-        ) from None
-    if not addresses:
-        raise PhotoError(f"host {host[:100]} has no address", retryable=True)
-    for ip in addresses:
-        problem = policy.address_allowed(ip)
-        if problem is not None:
-            article = "an" if problem[0] in "aeiou" else "a"
-            raise _refused(url, f"host {host[:100]} resolves to {article} {problem} address ({ip})")
+        host, port = check_url(url, policy, shown, any_host_when_empty=True, host_list="download_hosts")
+        try:
+            addresses = policy.resolver(host, port)
+        except (OSError, UnicodeError) as exc:
+            raise PhotoError(
+                f"host {host[:100]} does not resolve ({exc.__class__.__name__})", retryable=True
+            ) from None
+        if not addresses:
+            raise PhotoError(f"host {host[:100]} has no address", retryable=True)
+        hop = pin(url, host, addresses, policy, shown)
+    except ImageError as exc:
+        raise PhotoError(exc.message) from None
     if rt.settings.download_proxy_url is not None:  # the proxy resolves the name itself
         return client.build_request("GET", url)
-    extensions = {"sni_hostname": host} if url.scheme == "https" else {}
-    headers = {"Host": url.netloc.decode("ascii")}
-    target = url.copy_with(host=str(addresses[0]))
-    return client.build_request("GET", target, headers=headers, extensions=extensions)
+    return client.build_request("GET", hop.target, headers=hop.headers, extensions=hop.extensions)
 
 
 @contextmanager

@@ -57,14 +57,17 @@ __all__ = [
     "IMAGE_FORMATS",
     "MAX_PIXELS",
     "FetchPolicy",
+    "Hop",
     "ImageError",
     "ImageRef",
     "address_problem",
     "async_image_client",
+    "check_url",
     "decode_image",
     "fetch_image",
     "fetch_image_async",
     "jpeg_bytes",
+    "pin",
     "system_resolver",
 ]
 
@@ -279,8 +282,9 @@ def decode_image(
 
 
 @dataclass(frozen=True, slots=True)
-class _Hop:
-    """One checked request: the URL as given and where it really goes."""
+class Hop:
+    """One checked request: the URL as given and where it really goes (the address checked, with
+    the original Host header and TLS server name)."""
 
     url: httpx.URL
     target: httpx.URL
@@ -292,8 +296,17 @@ def _refused(shown: str, rule: str) -> ImageError:
     return ImageError(422, f"image URL {shown[:300]} refused: {rule}")
 
 
-def _check_url(url: httpx.URL, policy: FetchPolicy, shown: str) -> tuple[str, int]:
-    """Rules 1-2 (scheme, userinfo, host allow-list) → (host, port) to resolve."""
+def check_url(
+    url: httpx.URL,
+    policy: FetchPolicy,
+    shown: str,
+    *,
+    any_host_when_empty: bool = False,
+    host_list: str = "the image host allow-list",
+) -> tuple[str, int]:
+    """Rules 1-2 (scheme, userinfo, host allow-list) → (host, port) to resolve. A fetcher whose
+    host list is optional (photo_downloader: the brands' CDNs are not a known list) passes
+    ``any_host_when_empty``; the address rules of :func:`pin` still apply to every host."""
     if url.scheme not in policy.schemes:
         allowed = ", ".join(sorted(policy.schemes))
         raise _refused(shown, f"scheme {url.scheme or 'none'!r} is not allowed (allowed: {allowed})")
@@ -302,12 +315,12 @@ def _check_url(url: httpx.URL, policy: FetchPolicy, shown: str) -> tuple[str, in
     host = url.raw_host.decode("ascii", "replace").lower().rstrip(".")
     if not host:
         raise _refused(shown, "the URL has no host")
-    if not policy.host_allowed(host):
-        raise _refused(shown, f"host {host[:100]} is not on the image host allow-list")
+    if (policy.hosts or not any_host_when_empty) and not policy.host_allowed(host):
+        raise _refused(shown, f"host {host[:100]} is not in {host_list}")
     return host, url.port or (443 if url.scheme == "https" else 80)
 
 
-def _pin(url: httpx.URL, host: str, addresses: Sequence[str], policy: FetchPolicy, shown: str) -> _Hop:
+def pin(url: httpx.URL, host: str, addresses: Sequence[str], policy: FetchPolicy, shown: str) -> Hop:
     """Rules 3-4: every address must be allowed; the request goes to the first one."""
     if not addresses:
         raise ImageError(422, f"image URL {shown[:300]} is unreachable (host {host[:100]} has no address)")
@@ -320,7 +333,7 @@ def _pin(url: httpx.URL, host: str, addresses: Sequence[str], policy: FetchPolic
     target = url.copy_with(host=str(parsed[0]))
     headers = {"Host": url.netloc.decode("ascii"), "Accept-Encoding": "identity"}
     extensions = {"sni_hostname": host} if url.scheme == "https" else {}
-    return _Hop(url, target, headers, extensions)
+    return Hop(url, target, headers, extensions)
 
 
 def _article(word: str) -> str:
@@ -348,7 +361,7 @@ def _start(ref: ImageRef) -> tuple[httpx.URL, str]:
     return url, _shown(url)
 
 
-def _next_url(hop: _Hop, response: httpx.Response, shown: str) -> tuple[httpx.URL, str] | None:
+def _next_url(hop: Hop, response: httpx.Response, shown: str) -> tuple[httpx.URL, str] | None:
     """The checked hop's redirect target (None when the response is not a redirect)."""
     if response.status_code not in _REDIRECTS or "location" not in response.headers:
         return None
@@ -399,8 +412,8 @@ def fetch_image(client: httpx.Client, ref: ImageRef, policy: FetchPolicy) -> Ima
     """Download ``ref`` under ``policy`` (see the module doc) and decode it (:func:`decode_image`)."""
     url, shown = _start(ref)
     for _ in range(policy.max_redirects + 1):
-        host, port = _check_url(url, policy, shown)
-        hop = _pin(url, host, _resolve(policy, host, port, shown), policy, shown)
+        host, port = check_url(url, policy, shown)
+        hop = pin(url, host, _resolve(policy, host, port, shown), policy, shown)
         with _http_errors(shown):
             request = client.build_request("GET", hop.target, headers=hop.headers, extensions=hop.extensions)
             response = client.send(request, stream=True, follow_redirects=False)
@@ -424,13 +437,13 @@ async def fetch_image_async(client: httpx.AsyncClient, ref: ImageRef, policy: Fe
     """Async :func:`fetch_image`: DNS and decoding run in worker threads."""
     url, shown = _start(ref)
     for _ in range(policy.max_redirects + 1):
-        host, port = _check_url(url, policy, shown)
+        host, port = check_url(url, policy, shown)
         try:  # the lookup is bounded like a connect (a hanging resolver must not hold the request)
             lookup = asyncio.to_thread(_resolve, policy, host, port, shown)
             addresses = await asyncio.wait_for(lookup, timeout=client.timeout.connect or 10.0)
         except TimeoutError:
             raise _unreachable(shown, TimeoutError()) from None
-        hop = _pin(url, host, addresses, policy, shown)
+        hop = pin(url, host, addresses, policy, shown)
         with _http_errors(shown):
             request = client.build_request("GET", hop.target, headers=hop.headers, extensions=hop.extensions)
             response = await client.send(request, stream=True, follow_redirects=False)
