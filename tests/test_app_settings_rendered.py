@@ -5,7 +5,8 @@ the roles' defaults and group_vars/all, then read back by the app's own settings
   safe fetcher's settings (``unde_common.settings.ImageFetchSettings``: host allow-list, schemes,
   allowed networks, redirects, byte and pixel limits) from the one place,
   group_vars/all/images.yml, whose values are the settings' defaults;
-* the context agent renders its weather cache cell (``WEATHER_GRID_DEG``).
+* the context agent renders its weather cache cell (``WEATHER_GRID_DEG``);
+* photo_downloader renders its download policy (any public host, the fetchers' allowed networks).
 """
 
 from __future__ import annotations
@@ -93,3 +94,16 @@ def test_context_agent_renders_its_weather_cell() -> None:
     assert float(env["WEATHER_GRID_DEG"]) == default
     coarse = _rendered_env("context_agent", ["WEATHER_GRID_DEG"], context_agent_weather_grid_deg=0.25)
     assert float(coarse["WEATHER_GRID_DEG"]) == 0.25
+
+
+def test_photo_downloader_renders_its_download_policy() -> None:
+    """Any public host by default (the brands' CDNs), the fetchers' one allowed-networks setting."""
+    from photo_downloader.settings import PhotoDownloaderSettings
+
+    keys = ["DOWNLOAD_HOSTS", "DOWNLOAD_ALLOW_NETWORKS"]
+    env = _rendered_env("photo_downloader", keys)
+    fields = {k.lower(): v for k, v in env.items()}
+    parsed = PhotoDownloaderSettings.model_validate({"s3_access_key": "k", "s3_secret_key": "s", **fields})
+    assert parsed.download_hosts == [] and parsed.download_allow_networks == []
+    lab = _rendered_env("photo_downloader", keys, unde_image_fetch_allow_networks="198.18.0.0/15")
+    assert lab["DOWNLOAD_ALLOW_NETWORKS"] == "198.18.0.0/15"
