@@ -17,8 +17,6 @@ from __future__ import annotations
 import functools
 import importlib
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,7 +29,7 @@ from ansible.plugins.loader import add_all_plugin_dirs, init_plugin_loader  # ty
 from ansible.template import Templar, trust_as_template  # type: ignore[import-untyped]
 from ansible.vars.hostvars import HostVars  # type: ignore[import-untyped]
 from ansible.vars.manager import VariableManager  # type: ignore[import-untyped]
-from support import REPO
+from support import REPO, nft_check
 
 FIREWALL = REPO / "roles" / "firewall"
 LAB = REPO / "inventories" / "lab" / "hosts.yml"
@@ -103,18 +101,6 @@ def _rules(host: str) -> dict[str, list[str]]:
     return out
 
 
-def _nft_check(text: str, tmp_path: Path) -> None:
-    nft = shutil.which("nft") or "/usr/sbin/nft"
-    if not Path(nft).exists():
-        pytest.skip("nft is not installed")
-    path = tmp_path / "nftables.conf"
-    path.write_text(text)
-    res = subprocess.run([nft, "-c", "-f", str(path)], capture_output=True, text=True, check=False)
-    if res.returncode != 0 and "Operation not permitted" in res.stderr:
-        pytest.skip("nft -c needs CAP_NET_ADMIN here")
-    assert res.returncode == 0, res.stderr
-
-
 # ------------------------------------------------------------------------------- policy per host
 
 
@@ -146,7 +132,7 @@ def test_each_host_gets_its_groups_policy_and_a_valid_ruleset(host: str, tmp_pat
         assert "169.254.0.0/16" in line and "10.0.0.0/8" in line and "198.18.0.0/15" in line, line
     for line in re.findall(r"[^\n]* ip6 daddr != \{[^}]*\}[^\n]*", _output(text)):
         assert "fc00::/7" in line and "fe80::/10" in line, line
-    _nft_check(text, tmp_path)
+    nft_check(text, tmp_path)
 
 
 def _targets(rules: dict[str, list[str]], name: str) -> str:

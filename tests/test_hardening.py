@@ -33,7 +33,7 @@ from ansible.plugins.loader import add_all_plugin_dirs, init_plugin_loader  # ty
 from ansible.template import Templar, trust_as_template  # type: ignore[import-untyped]
 from ansible.vars.hostvars import HostVars  # type: ignore[import-untyped]
 from ansible.vars.manager import VariableManager  # type: ignore[import-untyped]
-from support import REPO
+from support import REPO, nft_check
 from unde_tools import unit_security
 
 TEMPLATES = REPO / "templates"
@@ -860,18 +860,6 @@ def _output_chain(text: str) -> str:
     return text[text.index("chain output {") :]
 
 
-def _nft_check(text: str, tmp_path: Path) -> None:
-    nft = shutil.which("nft") or "/usr/sbin/nft"
-    if not Path(nft).exists():
-        pytest.skip("nft is not installed")
-    path = tmp_path / "nftables.conf"
-    path.write_text(text)
-    res = subprocess.run([nft, "-c", "-f", str(path)], capture_output=True, text=True, check=False)
-    if res.returncode != 0 and "Operation not permitted" in res.stderr:
-        pytest.skip("nft -c needs CAP_NET_ADMIN here")
-    assert res.returncode == 0, res.stderr
-
-
 def test_lab_hosts_keep_output_accept() -> None:
     # the lab's hosts reach the controller (198.18.0.1) and the simulators (198.18.0.1:18080)
     for host in ("recognition", "ximilar-gw", "llm-reranker"):
@@ -894,7 +882,7 @@ def test_egress_allowlist_renders_a_valid_ruleset(host: str, tmp_path: Path) -> 
     assert re.search(r"tcp dport 443 ip daddr != \{ [^}]*169\.254\.0\.0/16[^}]*198\.18\.0\.0/15", out)
     assert 'udp dport 53 accept comment "dns"' in out
     assert 'tcp dport 18080 ip daddr {\n\t\t\t198.18.0.1,\n\t\t} accept comment "lab_simulators"' in out
-    _nft_check(text, tmp_path)
+    nft_check(text, tmp_path)
 
 
 def _egress_ports(host: str) -> dict[str, str]:

@@ -5,9 +5,7 @@ where a test says so, as the lab's simulators are), real PNG bombs written row b
 from __future__ import annotations
 
 import io
-import struct
 import time
-import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,24 +22,10 @@ from photo_downloader.runtime import Runtime
 from photo_downloader.settings import PhotoDownloaderSettings
 from unde_common.settings import SettingsError
 from unde_testkit.apptests import serving
-from unde_testkit.testing import PeakRss
+from unde_testkit.testing import PeakRss, png_bomb
 
 MB = 1024 * 1024
 LOOPBACK = "127.0.0.1/32"
-
-
-def png_bomb(side: int) -> bytes:
-    """A single-colour greyscale PNG of ``side`` x ``side`` pixels, compressed row by row so the
-    test never holds the pixels (20000 → 400 megapixels in about 0.4 MB)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    packer = zlib.compressobj(9, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
-    row = bytes(side + 1)  # filter byte 0 + one byte per pixel
-    idat = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
-    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 def jpeg(size: tuple[int, int] = (300, 400)) -> bytes:

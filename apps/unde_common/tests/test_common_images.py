@@ -11,10 +11,8 @@ import datetime
 import io
 import ipaddress
 import ssl
-import struct
 import threading
 import time
-import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,7 +38,7 @@ from unde_common.images import (
 )
 from unde_common.settings import ImageFetchSettings, SettingsError
 from unde_testkit.recognition_testbed import LOOPBACK_IMAGE_FETCH, serve_asgi
-from unde_testkit.testing import PeakRss
+from unde_testkit.testing import PeakRss, png_bomb
 
 MB = 1024 * 1024
 
@@ -49,20 +47,6 @@ def png(size: tuple[int, int], colour: tuple[int, int, int] = (200, 30, 40), fmt
     out = io.BytesIO()
     Image.new("RGB", size, colour).save(out, format=fmt)
     return out.getvalue()
-
-
-def png_bomb(side: int) -> bytes:
-    """A single-colour 8-bit greyscale PNG of ``side`` x ``side`` pixels, written row by row so
-    the test itself never holds the pixels (20000 → 400 megapixels in about 0.4 MB)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    packer = zlib.compressobj(9, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
-    row = bytes(side + 1)  # filter byte 0 + one byte per pixel
-    idat = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
-    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 class Host:

@@ -23,10 +23,12 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -70,6 +72,7 @@ __all__ = [
     "assert_worker_serves_metrics",
     "celery_worker",
     "free_port",
+    "png_bomb",
     "postgres_server",
     "redis_server",
     "required_env",
@@ -779,3 +782,17 @@ class PeakRss:
         time.sleep(0.01)
         self._stop.set()
         self._thread.join()
+
+
+def png_bomb(side: int) -> bytes:
+    """A single-colour 8-bit greyscale PNG of ``side`` x ``side`` pixels, written row by row so
+    the test itself never holds the pixels (20000 → 400 megapixels in about 0.4 MB)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    packer = zlib.compressobj(9, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+    row = bytes(side + 1)  # filter byte 0 + one byte per pixel
+    idat = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
