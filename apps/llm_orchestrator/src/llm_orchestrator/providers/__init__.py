@@ -1,0 +1,1 @@
+"""Clients of the dialogue's external providers: the four chat LLMs, Cohere embed, Intelistyle."""
