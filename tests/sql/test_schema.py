@@ -16,9 +16,9 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from sql.conftest import SQL_DIR, Postgres
+from sql.conftest import REPO, SQL_DIR, Postgres
 
-HYBRID_SEARCH = SQL_DIR / "unde_shard" / "queries" / "hybrid_search.sql"
+HYBRID_SEARCH = REPO / "apps" / "llm_orchestrator" / "src" / "llm_orchestrator" / "sql" / "hybrid_search.sql"
 UTC = dt.UTC
 
 
@@ -304,7 +304,13 @@ def test_canonical_hybrid_search_is_exact_and_prunes(db: psycopg.Connection[Any]
     artefact = insert_message(
         db, target, "assistant", "Вот что я нашла!", response_description="mango тренч хаки SKU 42"
     )
-    params = {"conversation_id": target, "query_embedding": vec_text(unit(centre)), "query_text": "тренч"}
+    params = {
+        "conversation_id": target,
+        "query_embedding": vec_text(unit(centre)),
+        "query_text": "тренч",
+        "similarity_threshold": 0.5,
+        "top_k": 15,
+    }
 
     rows = db.execute(query_text, params).fetchall()
     assert len(rows) == 15

@@ -18,12 +18,14 @@ class TestCelery(CeleryAppTests):
         schedule={  # spec 01 §18
             "enrichment_ttl_recovery": ({0}, {0, 6, 12, 18}, ANY_DAY, "enrichment"),  # every 6 hours at :00
             "extraction_review_sample": ({0}, {6}, ANY_DAY, "enrichment"),  # daily 06:00
+            "life_event_expiry": ({0}, {3}, ANY_DAY, "enrichment"),  # daily 03:00 (the shard's job)
         },
         task_queues={
             "llm_orchestrator.generate_response": "dialogue_queue",
             "llm_orchestrator.enrich_message": "enrichment",
             "llm_orchestrator.enrichment_ttl_recovery": "enrichment",
             "llm_orchestrator.extraction_review_sample": "enrichment",
+            "llm_orchestrator.life_event_expiry": "enrichment",
         },
         redis_db=11,
         broker_env=("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"),

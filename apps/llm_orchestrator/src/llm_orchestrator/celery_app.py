@@ -2,8 +2,8 @@
 
 Broker ``CELERY_BROKER_URL`` (local-redis DB 11) for both queues: ``dialogue_queue`` (the hot path,
 ``generate_response``, 30 s hard limit) and ``enrichment`` (message enrichment, TTL recovery,
-extraction review); beat schedule from :mod:`llm_orchestrator.schedule`. One worker per queue, so a
-burst of enrichment never delays a dialogue:
+life_event expiry, extraction review); beat schedule from :mod:`llm_orchestrator.schedule`. One
+worker per queue, so a burst of enrichment never delays a dialogue:
 
     celery -A llm_orchestrator.celery_app worker -Q dialogue_queue -c 4 --max-tasks-per-child=500
     celery -A llm_orchestrator.celery_app worker -Q enrichment -c 2
@@ -15,8 +15,21 @@ burst of enrichment never delays a dialogue:
 from __future__ import annotations
 
 from llm_orchestrator import __version__, schedule
+from llm_orchestrator.metrics import OrchestratorMetrics
 from llm_orchestrator.settings import LlmOrchestratorSettings
+from unde_common.metrics import AppMetrics
 from unde_common.worker import celery_app_factory, lazy_celery_app
+
+_METRICS: list[OrchestratorMetrics] = []
+
+
+def orchestrator_metrics() -> OrchestratorMetrics:
+    """The metrics of the app built by :func:`make_celery` (created before the fork, so the worker
+    exports them from the start), or a registry of their own outside a worker."""
+    if not _METRICS:
+        _METRICS.append(OrchestratorMetrics(AppMetrics("llm_orchestrator", version=__version__)))
+    return _METRICS[-1]
+
 
 make_celery = celery_app_factory(
     "llm_orchestrator",
@@ -33,6 +46,7 @@ make_celery = celery_app_factory(
             }
         },
     },
+    on_create=lambda _app, _settings, metrics: _METRICS.append(OrchestratorMetrics(metrics)),
 )
 
 

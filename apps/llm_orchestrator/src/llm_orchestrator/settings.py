@@ -7,18 +7,20 @@ Read by ``LlmOrchestratorSettings.load()`` from the process environment and the 
 
 from __future__ import annotations
 
-from pydantic import Field, HttpUrl, SecretStr
+from pydantic import Field, HttpUrl, SecretStr, field_validator
 
 from llm_orchestrator.budget_settings import ContextPackSettings
 from llm_orchestrator.keys_settings import KeySettings
 from llm_orchestrator.providers.settings import ProviderSettings
 from unde_common.settings import (
     CeleryWorkerSettings,
+    CommaList,
     DbPoolSettings,
     HttpClientSettings,
     PostgresDsn,
     RedisDsn,
 )
+from unde_common.shard_router import parse_members
 
 
 class LlmOrchestratorSettings(
@@ -41,16 +43,49 @@ class LlmOrchestratorSettings(
     #: shard routing cache on local-redis, DB 12
     shard_routing_redis_url: RedisDsn = SecretStr("redis://localhost/12")
     shard_0_db_url: PostgresDsn = SecretStr("postgresql://app_rw@localhost/unde_shard")
+    #: number of user data shards (hash(user_id) % shard_count); shards >= 1 through their routing
+    #: entry with shard 0's credentials (unde_common.shard_router)
+    shard_count: int = Field(default=1, ge=1, le=1024)
+    #: key of a shard's routing entry (the lab's agents scenario uses its own keys)
+    shard_routing_key: str = Field(default="shard:{index}", pattern=r"\{index\}")
+    #: the only addresses a routing entry may name: ``<index>@<host>:<port>`` (rendered by the role)
+    shard_members: CommaList = Field(default_factory=list)
+    shard_routing_refresh_s: float = Field(default=1.0, gt=0, le=60)
     production_db_url: PostgresDsn = SecretStr("postgresql://undeuser@localhost/unde_main")
 
     mood_agent_url: HttpUrl = HttpUrl("http://127.0.0.1")
     context_agent_url: HttpUrl = HttpUrl("http://127.0.0.1")
     persona_agent_url: HttpUrl = HttpUrl("http://127.0.0.1")
     voice_server_url: HttpUrl = HttpUrl("http://127.0.0.1")
+    #: agent budgets of a turn (seconds): past them the last frame (or the default) is used
+    mood_timeout_s: float = Field(default=0.3, gt=0, le=5)
+    context_timeout_s: float = Field(default=0.15, gt=0, le=5)
+    persona_timeout_s: float = Field(default=0.3, gt=0, le=5)
+    persona_feedback_timeout_s: float = Field(default=2.0, gt=0, le=30)
+    persona_contract_version: str = Field(default="0.7.0", pattern=r"^\d+\.\d+\.\d+$")
+    #: how long the last mood/context frame of a user stays usable as a fallback (orch:frame:*)
+    frame_ttl_s: int = Field(default=3600, ge=1)
+
+    #: recognition (photo intents): producer of recognition_queue on push Redis DB 6; unset = no
+    #: recognition from the dialogue (a photo turn is answered without it, marked degraded)
+    recognition_broker_url: RedisDsn | None = None
     recognition_queue: str = "recognition_queue"
+    #: the longest a turn waits for recognition (spec: .get(timeout=15)), within the turn's deadline
+    recognition_timeout_s: float = Field(default=15, gt=0, le=25)
+    #: catalog context (Production DB): products per turn, and the query's budget
+    catalog_products: int = Field(default=5, ge=0, le=50)
+    catalog_timeout_s: float = Field(default=0.1, gt=0, le=5)
+    #: margin kept under the soft time limit for storing the reply (seconds)
+    dialogue_store_margin_s: float = Field(default=1.5, ge=0, le=10)
 
     celery_concurrency: int = Field(default=4, ge=1, le=64)
     celery_max_tasks_per_child: int = Field(default=500, ge=1)
     #: generate_response limits (latency target p95 < 10 s); enrichment tasks have none
     dialogue_time_limit_s: int = Field(default=30, ge=1)
     dialogue_soft_time_limit_s: int = Field(default=25, ge=1)
+
+    @field_validator("shard_members")
+    @classmethod
+    def _members_parse(cls, value: list[str]) -> list[str]:
+        parse_members(value)  # ValueError names the malformed item
+        return value

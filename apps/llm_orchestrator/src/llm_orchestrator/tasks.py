@@ -1,36 +1,89 @@
-"""Celery tasks of llm_orchestrator.
+"""Celery tasks of llm_orchestrator (names ``llm_orchestrator.<task>``).
 
-Names are ``llm_orchestrator.<task>``; the bodies come with a later issue (LLM orchestrator).
+    generate_response.delay(user_id, message, "text", None, conversation_id=..., user_message_id=...,
+                            assistant_message_id=..., location={"lat": .., "lng": ..})
+
+Each worker process runs its work on one event loop of its own (:mod:`llm_orchestrator.runtime`).
+A turn whose shard does not answer raises :class:`~llm_orchestrator.dialogue.ShardUnavailableError`
+and is retried (twice, 1 s apart): the user message is either stored or not, never half, and the
+client's message ids make the retry write nothing twice. Invalid input raises
+:class:`~llm_orchestrator.dialogue.TurnRejectedError` naming the problem (never retried).
 """
 
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from celery import shared_task
 
+from llm_orchestrator import enrichment
+from llm_orchestrator.dialogue import ShardUnavailableError, run_turn
+from llm_orchestrator.runtime import process_runtime
 
-@shared_task(name="llm_orchestrator.generate_response")
+
+@shared_task(
+    name="llm_orchestrator.generate_response",
+    autoretry_for=(ShardUnavailableError,),
+    max_retries=2,
+    default_retry_delay=1,
+    retry_backoff=False,
+)
 def generate_response(
-    user_id: str, message: str, input_type: str = "text", explicit_reply_to: str | None = None
+    user_id: str,
+    message: str,
+    input_type: str = "text",
+    explicit_reply_to: str | None = None,
+    **turn: Any,
 ) -> dict[str, Any]:
-    """User message → ContextPack → LLM answer (+ voice, avatar, persona feedback)."""
-    raise NotImplementedError("generate_response: implemented in a later issue (LLM orchestrator)")
+    """User message → ContextPack → LLM answer (+ voice params, avatar state, persona feedback).
+    ``turn``: conversation_id, user_message_id, assistant_message_id (required), location, photo_url."""
+    rt = process_runtime()
+    args = {
+        "user_id": user_id,
+        "message": message,
+        "input_type": input_type,
+        "explicit_reply_to": explicit_reply_to,
+    }
+    return rt.run(run_turn(rt, {**args, **turn}))
 
 
-@shared_task(name="llm_orchestrator.enrich_message")
-def enrich_message(message_id: str) -> None:
-    """Embedding + snippet for one stored message."""
-    raise NotImplementedError("enrich_message: implemented in a later issue (LLM orchestrator)")
+@shared_task(
+    name="llm_orchestrator.enrich_message",
+    autoretry_for=(enrichment.EmbeddingFailedError, ShardUnavailableError),
+    max_retries=enrichment.MAX_ATTEMPTS - 1,
+    default_retry_delay=30,
+)
+def enrich_message(conversation_id: str, message_id: str, user_id: str, priority: str = "live") -> str:
+    """Embedding, memory type, snippet and extracted facts of one stored user message."""
+    rt = process_runtime()
+    return rt.run(
+        enrichment.enrich(rt, UUID(conversation_id), UUID(message_id), UUID(user_id), priority=priority)
+    )
 
 
 @shared_task(name="llm_orchestrator.enrichment_ttl_recovery")
-def enrichment_ttl_recovery() -> None:
-    """Messages without embedding older than 1 h → force enrich (retry < 3, LIMIT 500)."""
-    raise NotImplementedError("enrichment_ttl_recovery: implemented in a later issue (LLM orchestrator)")
+def enrichment_ttl_recovery() -> dict[str, int]:
+    """Messages without embedding older than 1 h → enrich again (retry < 3, LIMIT 500 per shard)."""
+    rt = process_runtime()
+
+    async def send(conversation_id: UUID, message_id: UUID, user_id: UUID) -> None:
+        enrich_message.apply_async(
+            args=(str(conversation_id), str(message_id), str(user_id), "recovery"), queue="enrichment"
+        )
+
+    return rt.run(enrichment.ttl_recovery(rt, send))
+
+
+@shared_task(name="llm_orchestrator.life_event_expiry")
+def life_event_expiry() -> dict[str, int]:
+    """life_event facts past expires_at → inactive, on every shard (daily 03:00)."""
+    rt = process_runtime()
+    return rt.run(enrichment.life_event_expiry(rt))
 
 
 @shared_task(name="llm_orchestrator.extraction_review_sample")
-def extraction_review_sample() -> None:
-    """1% random sample of batch extractions → review (phase 2)."""
-    raise NotImplementedError("extraction_review_sample: implemented in a later issue (LLM orchestrator)")
+def extraction_review_sample() -> dict[str, Any]:
+    """1 % random sample of the day's extracted facts → review log (ids only)."""
+    rt = process_runtime()
+    return rt.run(enrichment.extraction_review_sample(rt))

@@ -29,6 +29,15 @@ provider, method, URL (query secrets masked), status and attempts made.
     gw = ProviderClient(service_config(settings, "ximilar-gw", settings.ximilar_gw_url))  # UNDE: + bearer
     data = gemini.post_json(path, json=body)                    # one attempt
     hits = ximilar.post_json(path, json=query, idempotent=True)  # a search: retried
+
+:meth:`AsyncProviderClient.stream` sends one streamed call (an LLM's server-sent events): one
+attempt, never retried (a fallback chain decides what happens next), an error status or no answer
+raised as :class:`ProviderError` before the body is handed over, the whole call (connect, headers,
+every body read) bounded by ``deadline_s``::
+
+    async with llm.stream("POST", "/chat/completions", json=body, deadline_s=8.0) as response:
+        async for line in response.aiter_lines():
+            ...
 """
 
 from __future__ import annotations
@@ -43,7 +52,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import TracebackType
@@ -467,6 +476,16 @@ def _classify(
             return _Outcome(response, None, False, 0.0, reason)
         delay = hint.delay_s
     return _Outcome(response, None, True, delay, response.reason_phrase)
+
+
+def _refusal_reason(response: httpx.Response) -> str:
+    """The reason phrase of an error answer, with the wait the provider asks for when it says."""
+    hint = parse_retry_hint(response)
+    if hint.fatal:
+        return f"{response.reason_phrase}: {hint.fatal}"
+    if hint.delay_s is not None:
+        return f"{response.reason_phrase}; retry after {hint.delay_s:g}s"
+    return response.reason_phrase
 
 
 def _failed_for_provider(outcome: _Outcome) -> bool:
@@ -923,6 +942,53 @@ class AsyncProviderClient(_Base):
                 self._slots.release()
             if self.breaker is not None:
                 self.breaker.settle(_breaker_verdict(failure), trial=trial)
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, method: str, path: str, *, deadline_s: float | None = None, **kwargs: Any
+    ) -> AsyncIterator[httpx.Response]:
+        """One streamed attempt (never retried): yields the < 400 response with its body unread,
+        for the caller to consume (``aiter_lines`` / ``aiter_bytes``) inside the ``async with``.
+
+        Raises :class:`ProviderError` for no answer (connect error, timeout), an answer >= 400
+        (its body read, reason and body excerpt in the error, :func:`parse_retry_hint`'s wait
+        named), a transport error while the caller reads the body, and the deadline
+        (``deadline_s``, default the config's) passing anywhere: connect, headers, or any read;
+        the caller's own exceptions (and its own ``asyncio.timeout``) pass through unchanged.
+        The concurrency cap applies; the circuit breaker does not (a streamed call's failure may
+        be the caller's first-byte verdict, which this client cannot see)."""
+        request = self._client.build_request(method, path, **kwargs)
+        deadline = _Deadline(deadline_s if deadline_s is not None else self.config.deadline_s)
+        base: dict[str, float | None] = dict(request.extensions.get("timeout", {}))
+        request.extensions["timeout"] = _bounded_timeouts(base, deadline.left())
+        response: httpx.Response | None = None
+        scope = asyncio.timeout(deadline.left())
+        slot = False
+        try:
+            async with scope:
+                slot = await self._acquire(method, request.url, deadline)
+                try:
+                    response = await self._client.send(request, stream=True)
+                except httpx.TransportError as exc:
+                    reason = f"{exc.__class__.__name__}: {exc}".rstrip(": ")
+                    raise self._error(method, request.url, 1, reason) from exc
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise self._error(method, request.url, 1, _refusal_reason(response), response)
+                try:
+                    yield response
+                except httpx.TransportError as exc:
+                    reason = f"{exc.__class__.__name__} while reading the stream: {exc}".rstrip(": ")
+                    raise self._error(method, request.url, 1, reason) from exc
+        except TimeoutError as exc:
+            if not scope.expired():
+                raise  # the caller's own timeout
+            raise self._error(method, request.url, 1, deadline.describe()) from exc
+        finally:
+            if response is not None:
+                await response.aclose()
+            if slot and self._slots is not None:
+                self._slots.release()
 
     async def request(
         self,

@@ -31,9 +31,11 @@ from unde_testkit.recognition_simulators import (
 
 __all__ = ["DEEPSEEK_MODELS", "LLMSimulator", "deepseek_error"]
 
-#: served DeepSeek model ids (https://api-docs.deepseek.com/quick_start/pricing); deepseek-chat and
-#: deepseek-reasoner were retired on 2026-07-24 and answer 400 "Model Not Exist" like any unknown id
-DEEPSEEK_MODELS = frozenset({"deepseek-v4-flash", "deepseek-v4-pro"})
+#: served DeepSeek model ids (https://api-docs.deepseek.com/quick_start/pricing): deepseek-flash (V4.1
+#: Flash), the legacy deepseek-v4-flash (still accepted, served by the same model) and deepseek-v4-pro;
+#: deepseek-chat and deepseek-reasoner were retired on 2026-07-24 and answer 400 "Model Not Exist"
+#: like any unknown id
+DEEPSEEK_MODELS = frozenset({"deepseek-flash", "deepseek-v4-flash", "deepseek-v4-pro"})
 
 
 def deepseek_error(status: int, message: str, kind: str, code: str) -> Response:

@@ -39,9 +39,16 @@ class ProviderSettings(UndeSettings):
     #: https://platform.claude.com/docs/en/about-claude/models/overview)
     claude_model: str = "claude-sonnet-5-5"
     claude_base_url: HttpUrl = HttpUrl("https://api.anthropic.com")
+    #: the anthropic-version header of every Messages call (https://docs.claude.com/en/api/versioning)
+    anthropic_version: str = "2023-06-01"
+    #: output_config.effort: Sonnet 5.5 thinks adaptively and takes no sampling parameters; "low"
+    #: keeps a dialogue turn short (https://platform.claude.com/docs/en/about-claude/models/overview)
+    claude_effort: Literal["low", "medium", "high", "xhigh", "max"] | None = "low"
     qwen_api_key: SecretStr
     qwen_model: str = "qwen-plus"
     qwen_base_url: HttpUrl = HttpUrl("https://dashscope-intl.aliyuncs.com/compatible-mode/v1")
+    #: DashScope's enable_thinking in OpenAI-compatible mode (Qwen3 hybrid models); off for dialogue
+    qwen_enable_thinking: bool = False
     llm_primary_provider: Provider = "deepseek"
     llm_fallback_providers: CommaList = Field(default_factory=lambda: ["gemini", "claude", "qwen"])
 
@@ -60,12 +67,47 @@ class ProviderSettings(UndeSettings):
     #: embedding_types of /v2/embed (response field embeddings.<type>)
     embedding_type: Literal["float", "int8", "uint8", "binary", "ubinary"] = "float"
 
+    #: texts per /v2/embed call: at most 96 (https://docs.cohere.com/reference/embed, "texts ... max 96")
+    embedding_batch_size: int = Field(default=96, ge=1, le=96)
+
     intelistyle_api_key: SecretStr
     intelistyle_api_url: HttpUrl = HttpUrl("https://api.intelistyle.com/v3")
+    #: Intelistyle publishes no API reference: path and auth header are assumptions, settings so the
+    #: real contract can be followed without a code change (see providers/intelistyle.py)
+    intelistyle_recommend_path: str = "/recommendations"
+    intelistyle_auth_header: str = "x-api-key"
+    intelistyle_timeout_s: float = Field(default=3.0, gt=0)
 
     # timeouts (seconds)
+    #: one LLM attempt at most (the router gives each min(llm_timeout, time left of the chain))
     llm_timeout: float = Field(default=15, gt=0)
+    #: until an attempt's first answer text (streamed); a provider silent that long is skipped
+    llm_first_byte_timeout_s: float = Field(default=5.0, gt=0)
+    #: the router starts no attempt with less time than this left before the chain's deadline
+    llm_min_attempt_s: float = Field(default=0.2, ge=0)
+    llm_max_output_tokens: int = Field(default=1024, ge=1)
+    #: None: each model's default (Claude Sonnet 5.5 and Gemini 3 are never sent one)
+    llm_temperature: float | None = Field(default=None, ge=0, le=2)
     embedding_timeout: float = Field(default=3, gt=0)
+
+    # prices, USD per 1M tokens, for llm_orchestrator_cost_usd (input = uncached input tokens'
+    # price: cache hits are counted at it too, so the figure is an upper bound). Check them when a
+    # provider changes its price list.
+    #: https://api-docs.deepseek.com/quick_start/pricing: Flash (deepseek-v4-flash is served as
+    #: deepseek-flash) cache-miss input $0.30 / output $1.20 at peak, half off-peak; peak counted
+    deepseek_price_input_per_1m: float = Field(default=0.30, ge=0)
+    deepseek_price_output_per_1m: float = Field(default=1.20, ge=0)
+    #: https://ai.google.dev/gemini-api/docs/pricing: Gemini 3.8 Flash $0.75 / $3.75 (output incl.
+    #: thinking) through 2026-12-31, $1.50 / $7.50 from 2027-01-01
+    gemini_price_input_per_1m: float = Field(default=0.75, ge=0)
+    gemini_price_output_per_1m: float = Field(default=3.75, ge=0)
+    #: https://platform.claude.com/docs/en/about-claude/pricing (Sonnet 5.5 model page): $2 / $10
+    claude_price_input_per_1m: float = Field(default=2.0, ge=0)
+    claude_price_output_per_1m: float = Field(default=10.0, ge=0)
+    #: https://www.alibabacloud.com/help/en/model-studio/billing-for-model-studio: qwen-plus
+    #: (Singapore) from $0.40 input / $1.20 output (the 0-128k tier)
+    qwen_price_input_per_1m: float = Field(default=0.40, ge=0)
+    qwen_price_output_per_1m: float = Field(default=1.20, ge=0)
 
     @field_validator("llm_fallback_providers")
     @classmethod

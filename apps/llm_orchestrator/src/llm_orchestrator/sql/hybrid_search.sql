@@ -6,7 +6,12 @@
 --                          scans 1 of the 64 messages partitions.
 --   query_embedding  text  the query's embedding as pgvector text: '[0.12,-0.03,...]' (1024 floats)
 --   query_text       text  the user's utterance for full text (plainto_tsquery('simple', ...))
--- Returns at most 15 rows: id, episode_card, created_at, role, final_score.
+--   similarity_threshold  float  a vector-only hit needs vec_score above it (SIMILARITY_THRESHOLD,
+--                          spec default 0.5)
+--   top_k            int   rows returned (RETRIEVAL_TOP_K, spec 15)
+-- Returns at most top_k rows: id, episode_card, created_at, role, final_score, memory_type,
+-- memory_confidence, vec_score, fts_score (the orchestrator's emotional filter and density cap
+-- read memory_type; the scores go to the per-turn log).
 --
 -- Difference from the spec's text: the vector branch ranks the conversation's embeddable user
 -- messages by EXACT cosine distance. The spec's "ORDER BY embedding <=> $1 LIMIT 20" let the
@@ -72,6 +77,10 @@ SELECT
     END AS episode_card,
     created_at,
     role,
+    memory_type,
+    memory_confidence,
+    vec_score,
+    fts_score,
     -- hybrid score x thematic temporal decay (a recency boost >= 1.0) x confidence
     (0.7 * vec_score + 0.3 * fts_score)
     * (1 + 0.3 * EXP(
@@ -87,6 +96,6 @@ SELECT
         * EXTRACT(EPOCH FROM NOW() - created_at) / 86400
     )) AS final_score
 FROM merged
-WHERE vec_score > 0.5 OR fts_score > 0
+WHERE vec_score > %(similarity_threshold)s OR fts_score > 0
 ORDER BY final_score DESC
-LIMIT 15;
+LIMIT %(top_k)s;
