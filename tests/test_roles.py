@@ -9,7 +9,10 @@
   and drop-ins rendered from the shared ``templates/`` get these from ``templates/sandbox.j2``, which
   no role may switch off;
 * every app role (one that sets ``unde_app_name``) has exactly the tasks of
-  ``templates/app_role_tasks.yml.j2``: unde_app's three steps, nothing else.
+  ``templates/app_role_tasks.yml.j2`` in ``tasks/main.yml``: unde_app's three steps, nothing else.
+  A step of its own that a playbook runs around them (roles/llm_orchestrator's ``key_ring``: the
+  master key ring, before the units start) is a separate entry point, ``tasks/<entry>.yml``
+  declared in ``meta/argument_specs.yml``, never included by main.yml.
 """
 
 from __future__ import annotations
@@ -153,8 +156,9 @@ def test_app_roles_are_found() -> None:
 def test_app_role_tasks_have_the_one_shape(role: str) -> None:
     shape = jinja2.Template((TEMPLATES / "app_role_tasks.yml.j2").read_text(), keep_trailing_newline=True)
     tasks = REPO / "roles" / role / "tasks"
-    assert sorted(p.name for p in tasks.iterdir()) == ["main.yml"], (
-        f"roles/{role}/tasks has more than main.yml"
+    entry_points = _yaml(REPO / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"]
+    assert sorted(p.name for p in tasks.iterdir()) == sorted(f"{e}.yml" for e in entry_points), (
+        f"roles/{role}/tasks: main.yml and one file per other entry point of meta/argument_specs.yml"
     )
     assert (tasks / "main.yml").read_text() == shape.render(app=role), (
         f"roles/{role}/tasks/main.yml differs from templates/app_role_tasks.yml.j2 (vars/ hold the rest)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import re
 import subprocess
@@ -36,7 +37,7 @@ def test_vault_example_lists_each_credential_with_a_comment_and_no_value() -> No
         "vault_ximilar_api_token",
         "vault_elevenlabs_api_key",
         "vault_weather_api_key",
-        "vault_master_encryption_key",
+        "vault_master_encryption_keys",
         "vault_replication_password",
         "vault_patroni_rest_api_password",
         "vault_wireguard_private_keys",
@@ -58,6 +59,11 @@ def test_lab_vault_is_encrypted_and_complete() -> None:
     inv = load([REPO / "inventories/lab"])
     wg = inv.hosts_of("wireguard_local") | inv.hosts_of("wireguard_gateway")
     assert set(values["vault_wireguard_private_keys"]) == wg
+    # the master keys by version: the example's and the lab's rotation target, 32 random bytes each
+    keys = values["vault_master_encryption_keys"]
+    assert set(keys) == {*lab_vault.example_keys()["vault_master_encryption_keys"], "2"}
+    assert all(len(base64.b64decode(k, validate=True)) == 32 for k in keys.values())
+    assert len(set(keys.values())) == len(keys)
 
 
 def test_no_clear_text_private_key_or_password_is_tracked() -> None:

@@ -37,6 +37,8 @@ LAB_PASSWORD = REPO / "inventories/lab/vault-password.txt"
 # The ansible vault identity of the lab (``--vault-id`` / ANSIBLE_VAULT_IDENTITY_LIST).
 VAULT_ID = f"lab@{LAB_PASSWORD}"
 ANSIBLE_VAULT = REPO / ".venv/bin/ansible-vault"
+#: master key versions the lab vault holds besides vault.example.yml's (the rotation drill's target)
+LAB_EXTRA_MASTER_KEY_VERSIONS = ("2",)
 
 
 def example_keys() -> dict[str, Any]:
@@ -50,6 +52,11 @@ def _wg_key() -> str:
         serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
     )
     return base64.b64encode(raw).decode()
+
+
+def _master_key() -> str:
+    """An AES-256 master key as the orchestrator's key ring holds it: base64 of 32 random bytes."""
+    return base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def _pem_key() -> str:
@@ -110,8 +117,13 @@ def generate(keep: dict[str, Any] | None = None) -> dict[str, Any]:
             values[name] = _ca_certificate(values[key_name], label)
         elif name == "vault_wireguard_private_keys":
             values[name] = {h: _wg_key() for h in wg_hosts}
-        elif name == "vault_master_encryption_key":
-            values[name] = base64.b64encode(secrets.token_bytes(32)).decode()
+        elif name == "vault_master_encryption_keys":
+            # version -> base64 of 32 random bytes; kept versions keep their key (a lab shard's DEKs
+            # are wrapped with them). The lab holds one version more than the example, so that
+            # molecule `agents` can drill rotate_master_key.yml from version 1 to the next.
+            kept = (keep or {}).get(name) or {}
+            versions = [*example, *LAB_EXTRA_MASTER_KEY_VERSIONS]
+            values[name] = {v: kept.get(v) or _master_key() for v in dict.fromkeys(versions)}
         elif name.endswith(("_ca_key", "_private_key")) or name == "vault_storagebox_ssh_private_key":
             values[name] = _pem_key()
         elif name == "vault_tls_certificate":

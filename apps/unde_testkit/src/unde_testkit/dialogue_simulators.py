@@ -916,3 +916,23 @@ class DialogueSimulator:
             await self._wait(request, fault.delay_s if fault.kind == "slow_first_byte" else fault.interval_s)
         limit = body.get("limit") if isinstance(body.get("limit"), int) else 6
         return JSONResponse({"recommendations": self.stylist_items[:limit]})
+
+
+def main() -> None:  # pragma: no cover - run by the lab scenario (molecule/agents/prepare.yml)
+    """``python -m unde_testkit.dialogue_simulators --host 198.18.0.1 --port 18090``: every provider of
+    the orchestrator on one port, answering at once, with the default lab keys (``<provider>-test-key``)."""
+    import argparse
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="UNDE dialogue provider simulators (lab only)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=18090)
+    args = parser.parse_args()
+    sim = DialogueSimulator()
+    sim.instant = True
+    uvicorn.run(sim.app, host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
