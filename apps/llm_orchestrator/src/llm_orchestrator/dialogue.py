@@ -220,6 +220,7 @@ async def run_turn(rt: Any, raw: TurnInput | dict[str, Any]) -> dict[str, Any]:
                 reply_to_id=reply_id,
                 media_urls=[inp.photo_url] if inp.photo_url else None,
             )
+            stored_at = await store.created_at(conn, conversation_id, inp.user_message_id)
     except store.ConversationMismatchError as exc:
         rt.metrics.errors.labels("rejected").inc()
         raise TurnRejectedError(str(exc)) from None
@@ -232,7 +233,9 @@ async def run_turn(rt: Any, raw: TurnInput | dict[str, Any]) -> dict[str, Any]:
 
     pack_started = time.perf_counter()
     try:
-        pack, ctx = await _assemble(rt, turn, inp, message, intent, conversation_id, reply_id, pool)
+        pack, ctx = await _assemble(
+            rt, turn, inp, message, intent, conversation_id, reply_id, pool, stored_at
+        )
     except Exception as exc:
         if _shard_error(exc):
             rt.router.invalidate()
@@ -397,6 +400,7 @@ async def _assemble(
     conversation_id: UUID,
     reply_id: UUID | None,
     pool: Any,
+    stored_at: dt.datetime | None,
 ) -> tuple[ContextPack, _Gathered]:
     """Phases 2 and 3 of the turn: everything the ContextPack holds."""
     s = rt.settings
@@ -409,7 +413,11 @@ async def _assemble(
         async with pool.connection() as conn:
             knowledge = await load_knowledge(conn, user_id, rt.keyring.ring())
             recent = await store.recent_messages(
-                conn, conversation_id, s.recent_messages_limit, exclude=(inp.user_message_id,)
+                conn,
+                conversation_id,
+                s.recent_messages_limit,
+                exclude=(inp.user_message_id,),
+                before=stored_at,
             )
             flags = await store.memory_flags(conn, conversation_id, s.memory_density_window)
             art = await store.artifact(conn, conversation_id, reply_id) if reply_id else None

@@ -123,18 +123,36 @@ async def insert_message(
 
 
 async def recent_messages(
-    conn: Conn, conversation_id: UUID, limit: int, exclude: tuple[UUID, ...] = ()
+    conn: Conn,
+    conversation_id: UUID,
+    limit: int,
+    exclude: tuple[UUID, ...] = (),
+    before: dt.datetime | None = None,
 ) -> list[MessageRow]:
-    """The last ``limit`` messages, oldest first; forgotten and deleted ones never."""
+    """The last ``limit`` messages, oldest first; forgotten and deleted ones never. ``before``: only
+    messages older than that (a retried turn sees the history as its first run did, not its own
+    reply)."""
     cur = await conn.execute(
         "SELECT id, role, content, created_at, response_description, memory_refs FROM messages"
         " WHERE conversation_id = %s AND NOT is_forgotten AND deleted_at IS NULL AND id <> ALL(%s)"
+        " AND created_at < COALESCE(%s, 'infinity'::timestamptz)"
         " ORDER BY created_at DESC LIMIT %s",
-        (conversation_id, list(exclude), limit),
+        (conversation_id, list(exclude), before, limit),
     )
     rows = [MessageRow(*r) for r in await cur.fetchall()]
     rows.reverse()
     return rows
+
+
+async def created_at(conn: Conn, conversation_id: UUID, message_id: UUID) -> dt.datetime | None:
+    """When the message was stored (None: no such message)."""
+    row = await (
+        await conn.execute(
+            "SELECT created_at FROM messages WHERE conversation_id = %s AND id = %s",
+            (conversation_id, message_id),
+        )
+    ).fetchone()
+    return row[0] if row else None
 
 
 async def recent_artifacts(
