@@ -28,7 +28,7 @@ setup-venv:
 
 DEFAULT_INVENTORY := inventories/helsinki,inventories/local
 
-.PHONY: bench-hybrid-search validate lab-inventory lint syntax-check test-python test-lab test-molecule test-lab-full test lab
+.PHONY: bench-hybrid-search bench-dialogue validate lab-inventory lint syntax-check test-python test-lab test-molecule test-lab-full test lab
 validate: ## check topology: duplicate IPs/WG/ports, shard pairs, etcd placement (INVENTORY=dir1,dir2)
 	$(BIN)/python -m unde_tools.validate --inventory $(INVENTORY)
 ifeq ($(INVENTORY),$(DEFAULT_INVENTORY))
@@ -62,6 +62,9 @@ test-molecule: ## molecule test for each scenario in MOLECULE_SCENARIOS (create,
 
 bench-hybrid-search: ## shard hybrid search on 200k+ messages: p50/p95/p99, recall@20, partition pruning (JSON)
 	$(BIN)/python bench/hybrid_search.py
+
+bench-dialogue: ## orchestrator turn: ContextPack p50/p95 (instant + spec latencies), run_turn p95 with a 1 s LLM, decrypt p95, recall@15 + memory caps (JSON; BENCH_DIALOGUE_ARGS)
+	$(BIN)/python bench/dialogue.py $(BENCH_DIALOGUE_ARGS)
 
 test-lab-full: ## make lab on all hosts, a second converge that changes nothing, every host running; then lab down
 	bash tools/lab_ci.sh

@@ -341,8 +341,11 @@ async def run_turn(rt: Any, raw: TurnInput | dict[str, Any]) -> dict[str, Any]:
                 ],
             )
         )
+    follow_ups.append(rt.observe_queues())
     rt.after_turn(*follow_ups)
     rt.metrics.turns.labels(status).inc()
+    for part in turn.degraded:
+        rt.metrics.degraded.labels(part).inc()
     rt.metrics.response_time_ms.labels(status).observe(duration_ms)
     log.info(
         "turn answered",
@@ -468,6 +471,8 @@ async def _assemble(
     search_task = asyncio.create_task(search())
     catalog_task = asyncio.create_task(_guarded(turn, "catalog", catalog(), [], s.catalog_timeout_s))
     mood, context = await asyncio.gather(mood_task, context_task)
+    turn.timings["mood_agent"] = round(mood.ms, 2)
+    turn.timings["context_agent"] = round(context.ms, 2)
     for part, call in (("mood_frame", mood), ("context_frame", context)):
         if call.source != "agent" and call.reason != "no_location":
             turn.degraded.append(part)
@@ -504,6 +509,7 @@ async def _assemble(
     )
     catalog_rows = await catalog_task
     persona = await persona_task
+    turn.timings["persona_agent"] = round(persona.ms, 2)
     if persona.source != "agent":
         turn.degraded.append("persona")
     stylist: dict[str, Any] | None = None
@@ -522,7 +528,7 @@ async def _assemble(
             "recognition",
             rt.recognize(intent.photo_url, user_id),
             None,
-            min(s.recognition_timeout_s, max(0.0, turn.left() - s.llm_min_budget_s)),
+            min(s.recognition_timeout_s, max(0.0, turn.left() - s.llm_min_attempt_s)),
         )
     directive = (persona.value or {}).get("persona_directive")
     pack = ContextPack(

@@ -167,6 +167,16 @@ class Runtime:
 
         return send()
 
+    async def observe_queues(self) -> None:
+        """``llm_orchestrator_queue_size`` and ``unde_enrichment_queue_size`` from the broker (LLEN
+        of the two queues' lists; kombu keeps a queue's messages in the list named after it)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.llen("dialogue_queue")
+            pipe.llen("enrichment")
+            dialogue, enrichment = await pipe.execute()
+        self.metrics.queue_size.labels("dialogue_queue").set(dialogue)
+        self.metrics.enrichment_queue_size.labels("live").set(enrichment)
+
     async def recent_meta(self, user_id: UUID) -> list[dict[str, Any]]:
         """The persona ``response_meta`` of the user's last replies (oldest first)."""
         try:
