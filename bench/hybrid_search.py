@@ -49,7 +49,7 @@ from unde_testkit.loaders import sql_runner
 
 REPO = Path(__file__).resolve().parents[1]
 SHARD_SQL = REPO / "files" / "sql" / "unde_shard"
-CANONICAL_QUERY_FILE = REPO / "apps" / "llm_orchestrator" / "src" / "llm_orchestrator" / "sql" / "hybrid_search.sql"
+CANONICAL_QUERY_FILE = REPO / "apps/llm_orchestrator/src/llm_orchestrator/sql/hybrid_search.sql"
 FINAL_MARKER = "-- final ranking"
 DIM = 1024
 PARTITIONS = 64

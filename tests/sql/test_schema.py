@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from sql.conftest import REPO, SQL_DIR, Postgres
+from sql.conftest import REPO, Postgres
 
 HYBRID_SEARCH = REPO / "apps" / "llm_orchestrator" / "src" / "llm_orchestrator" / "sql" / "hybrid_search.sql"
 UTC = dt.UTC

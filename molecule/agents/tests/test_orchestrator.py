@@ -180,7 +180,7 @@ def test_gdpr_erase_twice_leaves_nothing() -> None:
         region_name="hel1",
     )
     with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
-        s3.create_bucket(Bucket="unde-user-media", CreateBucketConfiguration={"LocationConstraint": "hel1"})
+        s3.create_bucket(Bucket="unde-user-media", CreateBucketConfiguration={"LocationConstraint": "hel1"})  # type: ignore[typeddict-item]
     s3.put_object(Bucket="unde-user-media", Key=f"{user}/photo.jpg", Body=b"lab")
     assert rows_of(user).get("user") == 1
     first, _ = playbook_twice(
