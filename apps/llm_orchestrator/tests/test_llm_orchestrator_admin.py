@@ -14,18 +14,17 @@ import uuid
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 import redis
-from psycopg import sql
 
 from llm_orchestrator.admin import main, shard_dsns
 from llm_orchestrator.crypto import MasterKeyRing
 from llm_orchestrator.knowledge import store_fact
 from llm_orchestrator.settings import LlmOrchestratorSettings
 from unde_common.s3 import ObjectStore
+from unde_testkit.catalog_testing import login_dsn
 from unde_testkit.testing import EnvWriter, EnvWriterFactory, PostgresHandle, S3Handle
 from unde_testkit.testing_sql import migrate_database
 
@@ -40,16 +39,6 @@ def run(coro: Awaitable[T]) -> T:
         return await coro
 
     return asyncio.run(wrapper())
-
-
-def login_dsn(dsn: str, role: str, group: str) -> str:
-    """A LOGIN role in ``group`` (as the postgresql role creates it); the DSN connecting as it."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
-        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(role)))
-    parts = urlsplit(dsn)
-    return urlunsplit((parts.scheme, f"{role}@", parts.path, parts.query, ""))
 
 
 @pytest.fixture(scope="module")
@@ -73,10 +62,12 @@ def write_ring(path: Path, current: int, keys: dict[int, bytes]) -> MasterKeyRin
 class Admin:
     """The CLI with a .env naming the test databases and the ring file."""
 
-    def __init__(self, write_env: EnvWriter, shard_admin: str, main_admin: str, ring_file: Path) -> None:
+    def __init__(
+        self, write_env: EnvWriter, pg: PostgresHandle, shard_admin: str, main_admin: str, ring_file: Path
+    ) -> None:
         self.shard_admin, self.main_admin, self.ring_file = shard_admin, main_admin, ring_file
-        self.shard_dsn = login_dsn(shard_admin, "orch_app_rw", "unde_shard_app_rw")
-        self.main_dsn = login_dsn(main_admin, "orch_orchestrator", "unde_main_orchestrator")
+        self.shard_dsn = login_dsn(pg, "orch_admin_shard", "orch_app_rw", ["unde_shard_app_rw"])
+        self.main_dsn = login_dsn(pg, "orch_admin_main", "orch_orchestrator", ["unde_main_orchestrator"])
         self.write_env = write_env
         self.env_file = self.env()
 
@@ -120,10 +111,12 @@ class Admin:
 
 
 @pytest.fixture
-def admin(env_writer: EnvWriterFactory, shard_admin: str, main_admin: str, tmp_path: Path) -> Admin:
+def admin(
+    env_writer: EnvWriterFactory, pg: PostgresHandle, shard_admin: str, main_admin: str, tmp_path: Path
+) -> Admin:
     with psycopg.connect(shard_admin, autocommit=True) as conn:
         conn.execute("TRUNCATE user_keys CASCADE")
-    return Admin(env_writer(LlmOrchestratorSettings), shard_admin, main_admin, tmp_path / "master_keys")
+    return Admin(env_writer(LlmOrchestratorSettings), pg, shard_admin, main_admin, tmp_path / "master_keys")
 
 
 def test_key_status_check_ring_and_rotation(admin: Admin, capsys: pytest.CaptureFixture[str]) -> None:

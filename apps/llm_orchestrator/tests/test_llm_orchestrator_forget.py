@@ -10,7 +10,6 @@ import json
 import uuid
 from collections.abc import Awaitable, Iterator
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -28,6 +27,7 @@ from llm_orchestrator.forget import (
 )
 from llm_orchestrator.knowledge import load_knowledge, store_fact
 from unde_common.s3 import ObjectStore
+from unde_testkit.catalog_testing import login_dsn
 from unde_testkit.testing import PostgresHandle, S3Handle
 from unde_testkit.testing_sql import migrate_database
 
@@ -45,16 +45,6 @@ def run(coro: Awaitable[T]) -> T:
     return asyncio.run(wrapper())
 
 
-def login_dsn(dsn: str, role: str, group: str) -> str:
-    """A LOGIN role in ``group`` (as the postgresql role creates it); the DSN connecting as it."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
-        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(role)))
-    parts = urlsplit(dsn)
-    return urlunsplit((parts.scheme, f"{role}@", parts.path, parts.query, ""))
-
-
 @pytest.fixture(scope="module")
 def shard_admin(pg: PostgresHandle) -> str:
     return migrate_database(pg, "orch_forget_shard", "unde_shard")
@@ -66,13 +56,13 @@ def main_admin(pg: PostgresHandle) -> str:
 
 
 @pytest.fixture(scope="module")
-def shard_dsn(shard_admin: str) -> str:
-    return login_dsn(shard_admin, "orch_app_rw", "unde_shard_app_rw")
+def shard_dsn(pg: PostgresHandle, shard_admin: str) -> str:
+    return login_dsn(pg, "orch_forget_shard", "orch_app_rw", ["unde_shard_app_rw"])
 
 
 @pytest.fixture(scope="module")
-def main_dsn(main_admin: str) -> str:
-    return login_dsn(main_admin, "orch_orchestrator", "unde_main_orchestrator")
+def main_dsn(pg: PostgresHandle, main_admin: str) -> str:
+    return login_dsn(pg, "orch_forget_main", "orch_orchestrator", ["unde_main_orchestrator"])
 
 
 @pytest.fixture(scope="module")

@@ -7,15 +7,14 @@ import asyncio
 import uuid
 from collections.abc import Awaitable
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from llm_orchestrator.crypto import MasterKeyRing, UnknownKeyVersionError
 from llm_orchestrator.keyrotation import key_status, missing_versions, rewrap_batch
 from llm_orchestrator.knowledge import load_knowledge, store_fact
+from unde_testkit.catalog_testing import login_dsn
 from unde_testkit.testing import PostgresHandle
 from unde_testkit.testing_sql import migrate_database
 
@@ -33,26 +32,16 @@ def run(coro: Awaitable[T]) -> T:
     return asyncio.run(wrapper())
 
 
-def login_dsn(dsn: str, role: str, group: str) -> str:
-    """A LOGIN role in ``group`` (as the postgresql role creates it); the DSN connecting as it."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
-        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(role)))
-    parts = urlsplit(dsn)
-    return urlunsplit((parts.scheme, f"{role}@", parts.path, parts.query, ""))
-
-
 @pytest.fixture(scope="module")
 def admin_dsn(pg: PostgresHandle) -> str:
     return migrate_database(pg, "orch_rotation_shard", "unde_shard")
 
 
 @pytest.fixture
-def shard_dsn(admin_dsn: str) -> str:
+def shard_dsn(pg: PostgresHandle, admin_dsn: str) -> str:
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute("TRUNCATE user_keys CASCADE")
-    return login_dsn(admin_dsn, "orch_app_rw", "unde_shard_app_rw")
+    return login_dsn(pg, "orch_rotation_shard", "orch_app_rw", ["unde_shard_app_rw"])
 
 
 async def connect(dsn: str) -> psycopg.AsyncConnection[Any]:

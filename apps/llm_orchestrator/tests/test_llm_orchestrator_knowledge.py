@@ -9,7 +9,6 @@ import json
 import uuid
 from collections.abc import Awaitable
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -17,6 +16,7 @@ from psycopg import sql
 
 from llm_orchestrator.crypto import MasterKeyRing, wrap_dek
 from llm_orchestrator.knowledge import KNOWLEDGE_TYPES, load_knowledge, store_fact, user_dek
+from unde_testkit.catalog_testing import login_dsn
 from unde_testkit.testing import PostgresHandle
 from unde_testkit.testing_sql import migrate_database
 
@@ -31,24 +31,14 @@ def run(coro: Awaitable[T]) -> T:
     return asyncio.run(wrapper())
 
 
-def login_dsn(dsn: str, role: str, group: str) -> str:
-    """A LOGIN role in ``group`` (as the postgresql role creates it); the DSN connecting as it."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
-        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(role)))
-    parts = urlsplit(dsn)
-    return urlunsplit((parts.scheme, f"{role}@", parts.path, parts.query, ""))
-
-
 @pytest.fixture(scope="module")
 def admin_dsn(pg: PostgresHandle) -> str:
     return migrate_database(pg, "orch_knowledge_shard", "unde_shard")
 
 
 @pytest.fixture(scope="module")
-def shard_dsn(admin_dsn: str) -> str:
-    return login_dsn(admin_dsn, "orch_app_rw", "unde_shard_app_rw")
+def shard_dsn(pg: PostgresHandle, admin_dsn: str) -> str:
+    return login_dsn(pg, "orch_knowledge_shard", "orch_app_rw", ["unde_shard_app_rw"])
 
 
 async def connect(dsn: str) -> psycopg.AsyncConnection[Any]:
