@@ -101,6 +101,20 @@ class FrameStore:
             log.warning("frame cache not written", extra={"kind": kind, "error": type(exc).__name__})
 
 
+def _failure(agent: str, exc: Exception) -> str:
+    """Why an agent call gave no usable answer (the ``reason`` label of the fallback counter)."""
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, ProviderError):
+        return "timeout" if exc.status is None else f"http_{exc.status}"
+    if isinstance(exc, ValueError | TypeError):
+        log.warning("agent answer refused", extra={"agent": agent, "error": str(exc)[:200]})
+        return "malformed"
+    # connection refused, TLS, ...
+    log.warning("agent unreachable", extra={"agent": agent, "error": type(exc).__name__})
+    return "unreachable"
+
+
 class AgentClients:
     """HTTP clients of mood, context and persona with their per-call budgets."""
 
@@ -141,7 +155,6 @@ class AgentClients:
         self, kind: str, agent: str, user_id: UUID, call: Any, pick: str, budget_s: float
     ) -> AgentCall:
         start = time.perf_counter()
-        reason: str
         try:
             answer = await call(budget_s)
             frame = answer.get(pick) if pick else answer
@@ -149,16 +162,8 @@ class AgentClients:
                 raise ValueError(f"answer has no {pick!r} object")
             await self.frames.remember(kind, user_id, frame)
             return AgentCall(frame, "agent", ms=(time.perf_counter() - start) * 1000, extra=answer)
-        except TimeoutError:
-            reason = "timeout"
-        except ProviderError as exc:
-            reason = "timeout" if exc.status is None else f"http_{exc.status}"
-        except (ValueError, TypeError) as exc:
-            log.warning("agent answer refused", extra={"agent": agent, "error": str(exc)[:200]})
-            reason = "malformed"
-        except Exception as exc:  # connection refused, TLS, ...
-            log.warning("agent unreachable", extra={"agent": agent, "error": type(exc).__name__})
-            reason = "unreachable"
+        except Exception as exc:
+            reason = _failure(agent, exc)
         self._fallback(agent, reason)
         last = await self.frames.last(kind, user_id)
         ms = (time.perf_counter() - start) * 1000
@@ -207,13 +212,8 @@ class AgentClients:
                 self.persona, "/persona", body, self.settings.persona_timeout_s, headers=self._contract
             )
             return AgentCall(answer, "agent", ms=(time.perf_counter() - start) * 1000)
-        except TimeoutError:
-            reason = "timeout"
-        except ProviderError as exc:
-            reason = "timeout" if exc.status is None else f"http_{exc.status}"
         except Exception as exc:
-            log.warning("persona unreachable", extra={"error": type(exc).__name__})
-            reason = "unreachable"
+            reason = _failure("persona_agent", exc)
         self._fallback("persona_agent", reason)
         return AgentCall(None, "default", reason, (time.perf_counter() - start) * 1000)
 

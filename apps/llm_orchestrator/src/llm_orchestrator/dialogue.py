@@ -125,8 +125,13 @@ class _Turn:
         self.timings[name] = round((time.perf_counter() - since) * 1000, 2)
 
 
-def _shard_error(exc: BaseException) -> bool:
-    return isinstance(exc, psycopg.OperationalError | psycopg.errors.AdminShutdown | PoolTimeout | OSError)
+def _raise_if_shard_down(rt: Any, user_id: UUID, exc: Exception) -> None:
+    """A connection-level failure of the shard → :class:`ShardUnavailableError` (retryable; the
+    router re-reads the routing entry first); any other error is left to the caller."""
+    if isinstance(exc, psycopg.OperationalError | psycopg.errors.AdminShutdown | PoolTimeout | OSError):
+        rt.router.invalidate()
+        rt.metrics.errors.labels("shard_unavailable").inc()
+        raise ShardUnavailableError(f"shard of user {user_id} unavailable: {type(exc).__name__}") from exc
 
 
 async def _guarded(
@@ -225,10 +230,7 @@ async def run_turn(rt: Any, raw: TurnInput | dict[str, Any]) -> dict[str, Any]:
         rt.metrics.errors.labels("rejected").inc()
         raise TurnRejectedError(str(exc)) from None
     except Exception as exc:
-        if _shard_error(exc):
-            rt.router.invalidate()
-            rt.metrics.errors.labels("shard_unavailable").inc()
-            raise ShardUnavailableError(f"shard of user {user_id} unavailable: {type(exc).__name__}") from exc
+        _raise_if_shard_down(rt, user_id, exc)
         raise
 
     pack_started = time.perf_counter()
@@ -237,10 +239,7 @@ async def run_turn(rt: Any, raw: TurnInput | dict[str, Any]) -> dict[str, Any]:
             rt, turn, inp, message, intent, conversation_id, reply_id, pool, stored_at
         )
     except Exception as exc:
-        if _shard_error(exc):
-            rt.router.invalidate()
-            rt.metrics.errors.labels("shard_unavailable").inc()
-            raise ShardUnavailableError(f"shard of user {user_id} unavailable: {type(exc).__name__}") from exc
+        _raise_if_shard_down(rt, user_id, exc)
         raise
     pack_ms = (time.perf_counter() - pack_started) * 1000
     rt.metrics.context_pack_time_ms.observe(pack_ms)
@@ -306,10 +305,7 @@ async def run_turn(rt: Any, raw: TurnInput | dict[str, Any]) -> dict[str, Any]:
                 (Jsonb(ctx.mood.value or {}), conversation_id, inp.user_message_id),
             )
     except Exception as exc:
-        if _shard_error(exc):
-            rt.router.invalidate()
-            rt.metrics.errors.labels("shard_unavailable").inc()
-            raise ShardUnavailableError(f"shard of user {user_id} unavailable: {type(exc).__name__}") from exc
+        _raise_if_shard_down(rt, user_id, exc)
         raise
 
     exchange_id = str(inp.assistant_message_id)
