@@ -33,7 +33,7 @@ from llm_orchestrator.providers.intelistyle import build_intelistyle
 from llm_orchestrator.providers.router import build_router
 from llm_orchestrator.settings import LlmOrchestratorSettings
 from unde_common.db import PoolConfig, create_async_pool
-from unde_common.shard_router import ShardRouter, parse_members
+from unde_common.shard_router import router_from_settings
 
 __all__ = ["Runtime", "process_runtime"]
 
@@ -60,17 +60,7 @@ class Runtime:
         routing = aioredis.Redis.from_url(
             s.shard_routing_redis_url.get_secret_value(), socket_connect_timeout=0.2, socket_timeout=0.2
         )
-        self.router = ShardRouter(
-            s.app_name,
-            routing,
-            {0: s.shard_0_db_url},
-            shard_count=s.shard_count,
-            template=s.shard_0_db_url,
-            key_template=s.shard_routing_key,
-            members=parse_members(s.shard_members),
-            pool_config=config,
-            refresh_s=s.shard_routing_refresh_s,
-        )
+        self.router = router_from_settings(s, routing, pool_config=config)
         self.production = create_async_pool(
             s.production_db_url, app_name=s.app_name, name="production_db", config=config
         )

@@ -7,20 +7,19 @@ Read by ``LlmOrchestratorSettings.load()`` from the process environment and the 
 
 from __future__ import annotations
 
-from pydantic import Field, HttpUrl, SecretStr, field_validator
+from pydantic import Field, HttpUrl, SecretStr
 
 from llm_orchestrator.budget_settings import ContextPackSettings
 from llm_orchestrator.keys_settings import KeySettings
 from llm_orchestrator.providers.settings import ProviderSettings
 from unde_common.settings import (
     CeleryWorkerSettings,
-    CommaList,
     DbPoolSettings,
     HttpClientSettings,
     PostgresDsn,
     RedisDsn,
 )
-from unde_common.shard_router import parse_members
+from unde_common.shard_router import ShardRoutingSettings
 
 
 class LlmOrchestratorSettings(
@@ -30,6 +29,7 @@ class LlmOrchestratorSettings(
     CeleryWorkerSettings,
     DbPoolSettings,
     HttpClientSettings,
+    ShardRoutingSettings,
 ):
     """Dialogue: generate_response on dialogue_queue (ContextPack, LLM providers with fallback) and
     message enrichment on the enrichment queue.
@@ -40,17 +40,6 @@ class LlmOrchestratorSettings(
     #: Celery broker + results: local-redis DB 11 (dialogue_queue and enrichment)
     celery_broker_url: RedisDsn = SecretStr("redis://localhost/11")
     celery_result_backend: RedisDsn = SecretStr("redis://localhost/11")
-    #: shard routing cache on local-redis, DB 12
-    shard_routing_redis_url: RedisDsn = SecretStr("redis://localhost/12")
-    shard_0_db_url: PostgresDsn = SecretStr("postgresql://app_rw@localhost/unde_shard")
-    #: number of user data shards (hash(user_id) % shard_count); shards >= 1 through their routing
-    #: entry with shard 0's credentials (unde_common.shard_router)
-    shard_count: int = Field(default=1, ge=1, le=1024)
-    #: key of a shard's routing entry (the lab's agents scenario uses its own keys)
-    shard_routing_key: str = Field(default="shard:{index}", pattern=r"\{index\}")
-    #: the only addresses a routing entry may name: ``<index>@<host>:<port>`` (rendered by the role)
-    shard_members: CommaList = Field(default_factory=list)
-    shard_routing_refresh_s: float = Field(default=1.0, gt=0, le=60)
     production_db_url: PostgresDsn = SecretStr("postgresql://undeuser@localhost/unde_main")
 
     mood_agent_url: HttpUrl = HttpUrl("http://127.0.0.1")
@@ -83,9 +72,3 @@ class LlmOrchestratorSettings(
     #: generate_response limits (latency target p95 < 10 s); enrichment tasks have none
     dialogue_time_limit_s: int = Field(default=30, ge=1)
     dialogue_soft_time_limit_s: int = Field(default=25, ge=1)
-
-    @field_validator("shard_members")
-    @classmethod
-    def _members_parse(cls, value: list[str]) -> list[str]:
-        parse_members(value)  # ValueError names the malformed item
-        return value

@@ -36,7 +36,7 @@ from persona_agent.settings import PersonaAgentSettings
 from persona_contract import CONTRACT_VERSION, ContractVersionError, assert_compatible
 from unde_common.db import PoolConfig
 from unde_common.health import Check, create_app, redis_check
-from unde_common.shard_router import ShardRouter, parse_members
+from unde_common.shard_router import router_from_settings
 
 ContractHeader = Annotated[str | None, Header(alias="X-Persona-Contract")]
 M = TypeVar("M", bound=BaseModel)
@@ -70,17 +70,7 @@ def create(settings: PersonaAgentSettings | None = None) -> FastAPI:
     routing = aioredis.Redis.from_url(
         settings.shard_routing_redis_url.get_secret_value(), socket_connect_timeout=0.2, socket_timeout=0.2
     )
-    router = ShardRouter(
-        settings.app_name,
-        routing,
-        {0: settings.shard_0_db_url},
-        shard_count=settings.shard_count,
-        template=settings.shard_0_db_url,
-        key_template=settings.shard_routing_key,
-        members=parse_members(settings.shard_members),
-        pool_config=PoolConfig.from_settings(settings),
-        refresh_s=settings.shard_routing_refresh_s,
-    )
+    router = router_from_settings(settings, routing, pool_config=PoolConfig.from_settings(settings))
     redis = aioredis.Redis.from_url(
         settings.redis_url.get_secret_value(), socket_connect_timeout=1.0, socket_timeout=2.0
     )

@@ -16,7 +16,7 @@ from persona_agent.db import PersonaStore
 from persona_agent.settings import PersonaAgentSettings
 from unde_common.db import PoolConfig
 from unde_common.logging import configure_logging
-from unde_common.shard_router import ShardRouter, parse_members
+from unde_common.shard_router import router_from_settings
 
 
 async def _cleanup(settings: PersonaAgentSettings, now: datetime) -> dict[str, int]:
@@ -24,14 +24,10 @@ async def _cleanup(settings: PersonaAgentSettings, now: datetime) -> dict[str, i
     routing = aioredis.Redis.from_url(
         settings.shard_routing_redis_url.get_secret_value(), socket_connect_timeout=1.0, socket_timeout=1.0
     )
-    router = ShardRouter(
-        f"{settings.app_name}:cleanup",
+    router = router_from_settings(
+        settings,
         routing,
-        {0: settings.shard_0_db_url},
-        shard_count=settings.shard_count,
-        template=settings.shard_0_db_url,
-        key_template=settings.shard_routing_key,
-        members=parse_members(settings.shard_members),
+        app_name=f"{settings.app_name}:cleanup",
         pool_config=PoolConfig(min_size=0, max_size=1, timeout_s=settings.db_pool_timeout_s),
         routing_timeout_s=1.0,
     )

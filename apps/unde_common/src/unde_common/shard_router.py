@@ -49,16 +49,19 @@ from psycopg import AsyncConnection, pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
-from pydantic import SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from unde_common.db import PoolConfig, acheck, create_async_pool, describe_dsn
+from unde_common.settings import CommaList, PostgresDsn, RedisDsn, UndeSettings
 
 __all__ = [
     "ROUTING_KEY",
     "RoutingEntry",
     "ShardRouter",
+    "ShardRoutingSettings",
     "parse_members",
     "retarget",
+    "router_from_settings",
     "routing_table_lookup",
     "shard_of",
 ]
@@ -403,3 +406,58 @@ def _describe_conninfo(conninfo: str) -> str:
     d = conninfo_to_dict(conninfo)
     user = f"{d['user']}@" if d.get("user") else ""
     return f"postgresql://{user}{d.get('host', '')}:{d.get('port', '')}/{d.get('dbname', '')}"
+
+
+class ShardRoutingSettings(UndeSettings):
+    """The settings of an app that reaches the user data shards through :class:`ShardRouter`
+    (the persona agent, the LLM orchestrator): :meth:`ShardRouter.from_settings` reads them."""
+
+    #: shard routing cache on local-redis, DB 12: hash ``shard:<n>`` names each shard's primary
+    #: (written by the Patroni routing callback; roles/patroni README "Routing on promotion")
+    shard_routing_redis_url: RedisDsn = SecretStr("redis://localhost/12")
+    #: shard 0 (local-shard-0). Used as is while ``shard:0`` is missing from the routing cache;
+    #: otherwise its user, password and database are used on the host/port the routing entry names.
+    shard_0_db_url: PostgresDsn = SecretStr("postgresql://app_rw@localhost/unde_shard")
+    #: number of user data shards (user → shard: hash(user_id) % shard_count, spec 02 §14);
+    #: shards ≥ 1 are reached through their routing entry with shard 0's credentials
+    shard_count: int = Field(default=1, ge=1, le=1024)
+    #: key of a shard's routing entry (the Patroni callback writes ``shard:<n>``; the lab's agents
+    #: scenario uses its own keys so that the lab Patroni's entry does not move it)
+    shard_routing_key: str = Field(default="shard:{index}", pattern=r"\{index\}")
+    #: the only addresses a routing entry may name, per shard: ``<index>@<host>:<port>`` of each
+    #: member's PostgreSQL and PgBouncer (the role renders them from the inventory); an entry
+    #: naming any other address is refused (the configured DSN's own address is always allowed)
+    shard_members: CommaList = Field(default_factory=list)
+    #: the routing entry of a shard is re-read at most this often (and at once after a shard error)
+    shard_routing_refresh_s: float = Field(default=1.0, gt=0, le=60)
+
+    @field_validator("shard_members")
+    @classmethod
+    def _members_parse(cls, value: list[str]) -> list[str]:
+        parse_members(value)  # ValueError names the malformed item
+        return value
+
+
+def router_from_settings(
+    settings: ShardRoutingSettings,
+    routing: aioredis.Redis | None,
+    *,
+    app_name: str | None = None,
+    pool_config: PoolConfig | None = None,
+    **options: Any,
+) -> ShardRouter:
+    """The router of ``settings``: shard 0's DSN (also the template of the other shards), the shard
+    count, routing key and members, the refresh period; ``options`` as :class:`ShardRouter` takes
+    them (``routing_timeout_s``, ...)."""
+    return ShardRouter(
+        app_name or settings.app_name,
+        routing,
+        {0: settings.shard_0_db_url},
+        shard_count=settings.shard_count,
+        template=settings.shard_0_db_url,
+        key_template=settings.shard_routing_key,
+        members=parse_members(settings.shard_members),
+        pool_config=pool_config,
+        refresh_s=options.pop("refresh_s", settings.shard_routing_refresh_s),
+        **options,
+    )
