@@ -17,3 +17,7 @@ SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# nginx is here for `nginx -t` on rendered configs only: the controller serves nothing
+if printf '%s\n' "${missing[@]}" | grep -qx 'nginx-light' && [ -d /run/systemd/system ]; then
+  $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
+fi
