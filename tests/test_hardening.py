@@ -293,6 +293,17 @@ def _units() -> dict[str, str]:
             "Harden the postgres_exporter unit",
             __postgres_exporter_service="prometheus-postgres-exporter",
         ),
+        "nginx": _dropin(
+            "nginx",
+            "Harden the nginx unit",
+            __nginx_service="nginx",
+            __nginx_user="www-data",
+            __nginx_group="www-data",
+            __nginx_log_dir="/var/log/nginx",
+            __nginx_state_dir="/var/lib/nginx",
+            __nginx_runtime_directory="nginx",
+            __nginx_pid="/run/nginx/nginx.pid",
+        ),
         "patroni-routing": _role_template(
             "patroni",
             "patroni-routing.service.j2",
@@ -320,6 +331,7 @@ DROPIN_UNITS = {
     ("pgbouncer", "Harden the pgbouncer unit"): "pgbouncer",
     ("node_exporter", "Harden the node_exporter unit"): "prometheus-node-exporter",
     ("postgres_exporter", "Harden the postgres_exporter unit"): "prometheus-postgres-exporter",
+    ("nginx", "Harden the nginx unit"): "nginx",
 }
 SERVICE_TEMPLATES = {
     "patroni/patroni-routing.service.j2": ["patroni-routing"],
@@ -395,6 +407,8 @@ NO_PRIVILEGED_CALLS = {"postgresql@17-main", "patroni", "prometheus-node-exporte
 # /proc/1/mountinfo; its timex collector calls adjtimex(), which ProtectClock='s @clock filter
 # denies (no capability, so it cannot set the clock anyway).
 RELAXED = {
+    # nginx binds 80/443 as www-data: the one capability it keeps
+    "nginx": {"CapabilityBoundingSet": "CAP_NET_BIND_SERVICE", "AmbientCapabilities": "CAP_NET_BIND_SERVICE"},
     "prometheus-node-exporter": {
         "ProtectHome": "read-only",
         "ProtectClock": "<unset>",

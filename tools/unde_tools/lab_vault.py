@@ -7,7 +7,9 @@ which is committed on purpose and protects nothing of value. Production vaults a
 generated here. ``--check`` verifies the committed lab vault decrypts and has every key.
 ``--add-missing`` keeps every value the lab vault already has (running lab hosts keep their
 passwords) and generates only the names vault.example.yml lists and the vault lacks.
-A ``*_ca_certificate`` is a self-signed CA certificate of the ``*_ca_key`` of the same prefix.
+A ``*_ca_certificate`` is a self-signed CA certificate of the ``*_ca_key`` of the same prefix, a
+``*_ca_crl`` that CA's (empty) certificate revocation list: the lab entry CA's is served where the
+lab's public certificate names its CRL distribution point.
 """
 
 from __future__ import annotations
@@ -101,6 +103,24 @@ def _ca_certificate(key_pem: str, name: str) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
+def _ca_crl(key_pem: str, cert_pem: str) -> str:
+    """An empty CRL (PEM) of the lab CA, next update in 10 years (the lab CA revokes nothing)."""
+    key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    issuer = x509.load_pem_x509_certificate(cert_pem.encode())
+    now = datetime.datetime.now(datetime.UTC)
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer.subject)
+        .last_update(now - datetime.timedelta(days=1))
+        .next_update(now + datetime.timedelta(days=3650))
+        .add_extension(x509.CRLNumber(1), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return crl.public_bytes(serialization.Encoding.PEM).decode()
+
+
 def generate(keep: dict[str, Any] | None = None) -> dict[str, Any]:
     """A value for every name of vault.example.yml; names in ``keep`` keep their value."""
     inv = load([REPO / "inventories/lab"])
@@ -109,6 +129,11 @@ def generate(keep: dict[str, Any] | None = None) -> dict[str, Any]:
     for name, example in example_keys().items():
         if keep is not None and name in keep and not (isinstance(example, dict) and example):
             values[name] = keep[name]
+        elif name.endswith("_ca_crl"):
+            prefix = name.removesuffix("_crl")
+            if f"{prefix}_key" not in values or f"{prefix}_certificate" not in values:
+                raise SystemExit(f"{EXAMPLE.name}: {name} must follow {prefix}_key and {prefix}_certificate")
+            values[name] = _ca_crl(values[f"{prefix}_key"], values[f"{prefix}_certificate"])
         elif name.endswith("_ca_certificate"):
             key_name = name.removesuffix("_certificate") + "_key"
             if key_name not in values:
