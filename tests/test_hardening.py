@@ -413,7 +413,7 @@ RELAXED = {
         "ProtectHome": "read-only",
         "ProtectClock": "<unset>",
         "ProtectProc": "<unset>",
-    }
+    },
 }
 
 
