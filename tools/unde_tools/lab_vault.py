@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, x25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, x25519
 from cryptography.x509.oid import NameOID
 
 from unde_tools.inventory import REPO, load
@@ -66,6 +66,15 @@ def _pem_key() -> str:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
+
+
+def _ed25519_key() -> str:
+    """An Ed25519 private key (PEM, PKCS8): the gateway's token signing keys."""
+    return (
+        ed25519.Ed25519PrivateKey.generate()
+        .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        .decode()
+    )
 
 
 def _ca_certificate(key_pem: str, name: str) -> str:
@@ -149,6 +158,10 @@ def generate(keep: dict[str, Any] | None = None) -> dict[str, Any]:
             kept = (keep or {}).get(name) or {}
             versions = [*example, *LAB_EXTRA_MASTER_KEY_VERSIONS]
             values[name] = {v: kept.get(v) or _master_key() for v in dict.fromkeys(versions)}
+        elif name == "vault_jwt_signing_keys":
+            # key id -> Ed25519 private key (PEM): kept ids keep their key (issued tokens stay valid)
+            kept = (keep or {}).get(name) or {}
+            values[name] = {kid: kept.get(kid) or _ed25519_key() for kid in example}
         elif name.endswith(("_ca_key", "_private_key")) or name == "vault_storagebox_ssh_private_key":
             values[name] = _pem_key()
         elif name == "vault_tls_certificate":
