@@ -181,6 +181,7 @@ def test_units_and_their_metrics_ports() -> None:
 def test_shard_members_are_derived_as_the_persona_agents() -> None:
     ours = _yaml(ROLE / "defaults" / "main.yml")["llm_orchestrator_shard_members"]
     assert ours == _yaml(REPO / "roles/persona_agent/defaults/main.yml")["persona_agent_shard_members"]
+    assert ours == "{{ unde_shard_members }}"  # the one derivation, group_vars/all/shards.yml
 
 
 # ---------------------------------------------------------------------------- runbooks
