@@ -142,9 +142,10 @@ def test_ports_and_addresses_come_from_the_registry_and_the_inventory() -> None:
         for name in ("api_gateway_https", "api_gateway_http", "api_gateway_app", "voice_ws")
     )
     voice_ip = r.value("hostvars['local-voice'].private_ip")
+    app_ip = r.value("hostvars['local-app'].private_ip")
     assert f"listen 0.0.0.0:{https} ssl" in conf
     assert f"listen 0.0.0.0:{http} default_server;" in conf
-    assert f"server 127.0.0.1:{gateway};" in conf
+    assert f"server {app_ip}:{gateway};" in conf
     assert f"server {voice_ip}:{voice};" in conf
     assert re.search(r"location = /api/v1/voice/stream \{\s+proxy_pass http://voice_ws/stream;", conf)
     # no port literal in the role: every port is a registry lookup
@@ -328,6 +329,7 @@ def _site(root: Path, source: str = "vault", **overrides: Any) -> Site:
         "nginx_listen_addresses": ["127.0.0.1"],
         "nginx_https_port": ports["https"],
         "nginx_http_port": ports["http"],
+        "nginx_gateway_address": "127.0.0.1",
         "nginx_gateway_port": ports["gateway"],
         "nginx_voice_addresses": ["127.0.0.1"],
         "nginx_voice_ws_port": ports["voice"],
