@@ -61,6 +61,7 @@ from llm_orchestrator.knowledge import KnowledgeLoad, load_knowledge
 from llm_orchestrator.models import ContextPack, Episode, MoodFrame, RecentMessage, ReferencedArtifact
 from llm_orchestrator.providers.base import ChatMessage, LLMRequest
 from llm_orchestrator.providers.router import AllProvidersFailed
+from llm_orchestrator.stream import SentenceStream
 from llm_orchestrator.text_rules import language_of
 
 __all__ = ["ShardUnavailableError", "TurnInput", "TurnRejectedError", "run_turn"]
@@ -253,11 +254,49 @@ async def run_turn(rt: Any, raw: TurnInput | dict[str, Any]) -> dict[str, Any]:
         messages=[ChatMessage(role=cast(Any, m["role"]), content=m["content"]) for m in rendered.messages],
         max_tokens=s.llm_max_output_tokens,
     )
+    llm_started = time.perf_counter()
+    stream = SentenceStream(
+        rt.redis,
+        inp.assistant_message_id,
+        rt.metrics,
+        publish_timeout_s=s.stream_publish_timeout_s,
+        enabled=s.stream_sentences,
+    )
+    try:
+        return await _answer_and_store(
+            rt, turn, inp, message, intent, conversation_id, reply_id, pool, pack, ctx, rendered,
+            request, stream, started, perf0, pack_ms, llm_started,
+        )  # fmt: skip
+    except BaseException:
+        await stream.abort()
+        raise
+
+
+async def _answer_and_store(
+    rt: Any,
+    turn: _Turn,
+    inp: TurnInput,
+    message: str,
+    intent: Any,
+    conversation_id: UUID,
+    reply_id: UUID | None,
+    pool: Any,
+    pack: ContextPack,
+    ctx: _Gathered,
+    rendered: Any,
+    request: LLMRequest,
+    stream: SentenceStream,
+    started: float,
+    perf0: float,
+    pack_ms: float,
+    llm_started: float,
+) -> dict[str, Any]:
+    """Phases 4 (the LLM, streamed sentence by sentence) and 5 (the reply stored) of the turn."""
+    user_id = inp.user_id
     failed = False
     model_used: str | None
-    llm_started = time.perf_counter()
     try:
-        result = await rt.llm.complete(request, deadline=turn.deadline)
+        result = await rt.llm.complete(request, deadline=turn.deadline, sink=stream)
         text = result.result.text
         model_used = result.result.model
         rt.metrics.cost_usd.labels(result.result.provider, result.result.model).inc(result.result.cost_usd)
@@ -269,7 +308,9 @@ async def run_turn(rt: Any, raw: TurnInput | dict[str, Any]) -> dict[str, Any]:
         text = GRACEFUL_ANSWERS[language_of(message)]
         model_used = "none:graceful_answer"
         attempts = exc.attempts
+        stream.answer(text)
         log.error("every LLM provider failed", extra={"user_id": str(user_id), "attempts": len(exc.attempts)})
+    stream.finish()
     for attempt in attempts:
         rt.metrics.provider_calls.labels(attempt.provider, attempt.outcome).inc()
         if attempt.outcome != "ok":
@@ -307,6 +348,7 @@ async def run_turn(rt: Any, raw: TurnInput | dict[str, Any]) -> dict[str, Any]:
     except Exception as exc:
         _raise_if_shard_down(rt, user_id, exc)
         raise
+    await stream.end()
 
     exchange_id = str(inp.assistant_message_id)
     persona_out = ctx.persona.value or {}

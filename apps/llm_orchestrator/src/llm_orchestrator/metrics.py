@@ -139,6 +139,18 @@ class OrchestratorMetrics:
         self.extraction_review_sampled = m.counter(
             "extraction_review_sampled", "Extracted facts picked by the daily 1 % review sample."
         )
+        self.stream_messages = m.counter(
+            "stream_messages",
+            "Sentence-stream messages published on orch:stream:*, by type (sentence, reset, end).",
+            ["type"],
+        )
+        self.stream_publish_errors = m.counter(
+            "stream_publish_errors",
+            "Sentence streams whose publishing failed or was too slow (the turn went on without).",
+        )
+        self.stream_dropped = m.counter(
+            "stream_dropped", "Sentence-stream messages not published after a publish error."
+        )
         self.master_key_missing = m.gauge(
             "master_key_missing",
             "1 while the master key ring is not delivered (/run is empty after a reboot).",

@@ -67,6 +67,11 @@ class LlmOrchestratorSettings(
     #: margin kept under the soft time limit for storing the reply (seconds)
     dialogue_store_margin_s: float = Field(default=1.5, ge=0, le=10)
 
+    #: publish each finished sentence of an answer on orch:stream:<assistant_message_id> (the
+    #: broker Redis) while the LLM streams; one publish's limit (past it the stream is dropped)
+    stream_sentences: bool = True
+    stream_publish_timeout_s: float = Field(default=0.5, gt=0, le=5)
+
     celery_concurrency: int = Field(default=4, ge=1, le=64)
     celery_max_tasks_per_child: int = Field(default=500, ge=1)
     #: generate_response limits (latency target p95 < 10 s); enrichment tasks have none

@@ -21,7 +21,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -184,6 +184,8 @@ class StreamState:
     finished: bool = False
     #: set by the client when the first answer text arrives (reschedules the timeout)
     on_text: Any = None
+    #: the caller's receiver of each answer piece as it arrives (the sentence stream)
+    on_piece: Callable[[str], None] | None = None
 
     def text(self, piece: str) -> None:
         if not piece:
@@ -191,6 +193,8 @@ class StreamState:
         if not self.parts and self.on_text is not None:
             self.on_text()
         self.parts.append(piece)
+        if self.on_piece is not None:
+            self.on_piece(piece)
 
 
 class LLMClient(Protocol):
@@ -200,7 +204,12 @@ class LLMClient(Protocol):
     model: str
 
     async def complete(
-        self, request: LLMRequest, *, timeout_s: float, first_byte_timeout_s: float
+        self,
+        request: LLMRequest,
+        *,
+        timeout_s: float,
+        first_byte_timeout_s: float,
+        on_text: Callable[[str], None] | None = None,
     ) -> LLMResult: ...
 
     async def aclose(self) -> None: ...
@@ -254,8 +263,15 @@ class StreamedLLMClient:
         raise NotImplementedError
 
     async def complete(
-        self, request: LLMRequest, *, timeout_s: float, first_byte_timeout_s: float
+        self,
+        request: LLMRequest,
+        *,
+        timeout_s: float,
+        first_byte_timeout_s: float,
+        on_text: Callable[[str], None] | None = None,
     ) -> LLMResult:
+        """The streamed call; ``on_text`` receives each answer piece as it arrives (a failed call
+        may have delivered some: the caller drops them)."""
         if timeout_s <= 0:
             raise LLMProviderError(self.name, "timeout", "no time left for the call")
         path, body, headers = self.build(request)
@@ -268,7 +284,7 @@ class StreamedLLMClient:
             first_at.append(time.monotonic())
             scope.reschedule(loop.time() + max(0.0, timeout_s - (first_at[0] - started)))
 
-        state = StreamState(on_text=first_text)
+        state = StreamState(on_text=first_text, on_piece=on_text)
         try:
             async with (
                 scope,

@@ -25,12 +25,20 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from llm_orchestrator.providers.base import ErrorKind, LLMClient, LLMProviderError, LLMRequest, LLMResult
 from llm_orchestrator.providers.settings import Provider, ProviderSettings
 
-__all__ = ["AllProvidersFailed", "Attempt", "LLMRouter", "RouterResult", "build_client", "build_router"]
+__all__ = [
+    "AllProvidersFailed",
+    "Attempt",
+    "LLMRouter",
+    "RouterResult",
+    "TextSink",
+    "build_client",
+    "build_router",
+]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +76,15 @@ class AllProvidersFailed(RuntimeError):  # noqa: N818 - the name the orchestrato
         self.attempts = attempts
         summary = ", ".join(f"{a.provider}: {a.outcome}" for a in attempts) or "no providers"
         super().__init__(f"every LLM provider failed ({summary})")
+
+
+class TextSink(Protocol):
+    """Receives the answer while it streams: ``text`` for each piece, ``reset`` when an attempt
+    failed (whatever it delivered is void; the next provider starts over)."""
+
+    def text(self, piece: str) -> None: ...
+
+    def reset(self) -> None: ...
 
 
 def build_client(provider: Provider | str, settings: ProviderSettings) -> LLMClient:
@@ -132,8 +149,13 @@ class LLMRouter:
         if self.on_attempt is not None:
             self.on_attempt(attempt)
 
-    async def complete(self, request: LLMRequest, *, deadline: float) -> RouterResult:
+    async def complete(
+        self, request: LLMRequest, *, deadline: float, sink: TextSink | None = None
+    ) -> RouterResult:
+        """The first provider's answer that completes; ``sink`` sees the pieces as they stream and
+        a ``reset`` after each failed attempt."""
         attempts: list[Attempt] = []
+        on_text = sink.text if sink is not None else None
         for client in self.clients:
             left = deadline - time.monotonic()
             if left < self.min_attempt_s:
@@ -151,18 +173,20 @@ class LLMRouter:
             try:
                 async with asyncio.timeout(timeout_s):
                     result = await client.complete(
-                        request, timeout_s=client_s, first_byte_timeout_s=first_byte_s
+                        request, timeout_s=client_s, first_byte_timeout_s=first_byte_s, on_text=on_text
                     )
             except LLMProviderError as exc:
-                self._failed(attempts, client.name, exc.kind, started, exc.status, exc.message)
+                self._failed(attempts, client.name, exc.kind, started, exc.status, exc.message, sink)
                 continue
             except TimeoutError:
-                self._failed(attempts, client.name, "timeout", started, None, f"cut at {timeout_s:.2f}s")
+                self._failed(
+                    attempts, client.name, "timeout", started, None, f"cut at {timeout_s:.2f}s", sink
+                )
                 continue
             except Exception as exc:  # a client bug or an answer shape nobody expected: next provider
                 log.exception("LLM client failed unexpectedly", extra={"provider": client.name})
                 self._failed(
-                    attempts, client.name, "malformed", started, None, f"{type(exc).__name__}: {exc}"
+                    attempts, client.name, "malformed", started, None, f"{type(exc).__name__}: {exc}", sink
                 )
                 continue
             self._record(attempts, Attempt(client.name, "ok", _ms(started)))
@@ -177,7 +201,10 @@ class LLMRouter:
         started: float,
         status: int | None,
         error: str,
+        sink: TextSink | None = None,
     ) -> None:
+        if sink is not None:
+            sink.reset()
         attempt = Attempt(provider, kind, _ms(started), status, error[:300])
         extra = {
             "provider": provider,
