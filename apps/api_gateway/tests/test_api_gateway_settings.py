@@ -6,12 +6,16 @@ import pytest
 
 from api_gateway.settings import ApiGatewaySettings
 from unde_common.settings import SettingsError, redis_db
+from unde_testkit.gateway_testbed import jwt_test_keys
 from unde_testkit.testing import EnvWriter, EnvWriterFactory
 
 
 @pytest.fixture
 def write_env(env_writer: EnvWriterFactory) -> EnvWriter:
-    return env_writer(ApiGatewaySettings)
+    writer = env_writer(ApiGatewaySettings)
+    # a real key, not the placeholder every required setting gets
+    writer.required["JWT_SIGNING_KEYS"] = jwt_test_keys()["JWT_SIGNING_KEYS"]
+    return writer
 
 
 def test_defaults_follow_the_spec(write_env: EnvWriter) -> None:
