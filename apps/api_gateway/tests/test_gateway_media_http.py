@@ -32,6 +32,7 @@ from api_gateway.auth import issue_tokens
 from api_gateway.media_products import CACHE_PREFIX
 from api_gateway.settings import ApiGatewaySettings
 from unde_testkit.catalog_testing import jpeg_bytes
+from unde_testkit.fuzz import FuzzReport, schema_cases
 from unde_testkit.recognition_testbed import migrate_database
 from unde_testkit.testing import PostgresHandle, S3Handle
 
@@ -77,26 +78,31 @@ def main_dsn(pg: PostgresHandle) -> str:
 
 
 @pytest.fixture(scope="module")
-def settings(main_dsn: str, redis_url: str, s3: S3Handle) -> ApiGatewaySettings:
+def values(main_dsn: str, redis_url: str, s3: S3Handle) -> dict[str, Any]:
     s3.client().create_bucket(Bucket=BUCKET)
-    return ApiGatewaySettings.load(
-        production_db_url=main_dsn,
-        shard_0_db_url=main_dsn,
-        redis_url=redis_db(redis_url, 14),
-        shard_routing_redis_url=redis_db(redis_url, 12),
-        dialogue_broker_url=redis_db(redis_url, 11),
-        recognition_broker_url=redis_db(redis_url, 6),
-        recognition_max_queued=MAX_QUEUED,
-        recognition_deadline_s=20,
-        s3_endpoint=s3.endpoint_url,
-        s3_region=s3.region,
-        s3_user_media_access_key=s3.access_key,
-        s3_user_media_secret_key=s3.secret_key,
-        s3_user_media_bucket=BUCKET,
-        jwt_signing_keys=signing_keys(),
-        analytics_id_key="media-test-analytics-key",
-        db_pool_timeout_s=2,
-    )
+    return {
+        "production_db_url": main_dsn,
+        "shard_0_db_url": main_dsn,
+        "redis_url": redis_db(redis_url, 14),
+        "shard_routing_redis_url": redis_db(redis_url, 12),
+        "dialogue_broker_url": redis_db(redis_url, 11),
+        "recognition_broker_url": redis_db(redis_url, 6),
+        "recognition_max_queued": MAX_QUEUED,
+        "recognition_deadline_s": 20,
+        "s3_endpoint": s3.endpoint_url,
+        "s3_region": s3.region,
+        "s3_user_media_access_key": s3.access_key,
+        "s3_user_media_secret_key": s3.secret_key,
+        "s3_user_media_bucket": BUCKET,
+        "jwt_signing_keys": signing_keys(),
+        "analytics_id_key": "media-test-analytics-key",
+        "db_pool_timeout_s": 2,
+    }
+
+
+@pytest.fixture(scope="module")
+def settings(values: dict[str, Any]) -> ApiGatewaySettings:
+    return ApiGatewaySettings.load(**values)
 
 
 @pytest.fixture(scope="module")
@@ -224,6 +230,13 @@ def test_upload_form_problems_name_the_field(client: TestClient, settings: ApiGa
     assert bad_id.status_code == 422 and bad_id.json()["detail"].startswith("photo_id")
     not_multipart = client.post("/api/v1/media", headers=headers, json={"photo": "x"})
     assert not_multipart.status_code == 415
+    broken = client.post(
+        "/api/v1/media",
+        headers={**headers, "Content-Type": "multipart/form-data; boundary=xyz"},
+        content=b'--xyz\r\nContent-Disposition: form-data; name="photo"; filename="a"\r\n\r\n' + b"a" * 5000,
+    )
+    assert broken.status_code in (400, 422), broken.text
+    assert set(broken.json()) == {"error", "detail"}
 
 
 @pytest.mark.parametrize(
@@ -445,3 +458,21 @@ def test_image_check_sees_a_png_named_jpg(
     answer = upload(client, auth(settings, user), out.getvalue(), jpeg_bytes(200, 200))
     assert answer.status_code == 415
     assert stored(s3, user) == []
+
+
+def test_fuzz_of_the_media_routes_finds_no_5xx(values: dict[str, Any], broker: redis.Redis) -> None:
+    """schemathesis cases of these routes' OpenAPI, sent with a valid user token (rate limits
+    opened so that the cases reach the routes)."""
+    wide = {"rate": 10_000, "burst": 10_000}
+    settings = ApiGatewaySettings.load(
+        **values, rate_limits=json.dumps({b: wide for b in ("upload", "recognize", "products")})
+    )
+    app = create(settings)
+    with TestClient(app, headers=auth(settings, uuid.uuid4())) as client:
+        paths = client.get("/openapi.json").json()["paths"]
+        mine = ("/api/v1/media", "/api/v1/recognize", "/api/v1/products")
+        report = FuzzReport("api_gateway")
+        schema_cases(client, report, max_examples=25, exclude=[p for p in paths if not p.startswith(mine)])
+    print(report.summary())
+    assert report.requests > 0
+    assert report.findings == [], report.summary()

@@ -30,9 +30,10 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, ConfigDict
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.types import Message
 
-from api_gateway.auth import AuthUser, current_user
+from api_gateway.auth import CurrentUser
 from api_gateway.media_products import Catalog, ProductQuery, split_values
 from api_gateway.media_recognition import (
     Recognition,
@@ -44,7 +45,7 @@ from api_gateway.media_recognition import (
 )
 from api_gateway.media_settings import MediaSettings
 from api_gateway.media_store import MediaError, PhotoStore, body_limit
-from api_gateway.resources import Resources, resources
+from api_gateway.resources import Res, Resources
 from unde_common.db import DatabaseUnavailableError
 from unde_common.s3 import ObjectStorageError
 
@@ -94,9 +95,12 @@ async def shutdown(res: Resources) -> None:
         await media.recognition.close()
 
 
-def media(res: Annotated[Resources, Depends(resources)]) -> Media:
+def media(res: Res) -> Media:
     found: Media = res.extras[EXTRAS_KEY]
     return found
+
+
+MediaDep = Annotated[Media, Depends(media)]
 
 
 def _error(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -176,9 +180,9 @@ async def _part(form: Any, name: str) -> bytes:
 )
 async def upload_photo(
     request: Request,
-    user: Annotated[AuthUser, Depends(current_user)],
-    res: Annotated[Resources, Depends(resources)],
-    m: Annotated[Media, Depends(media)],
+    user: CurrentUser,
+    res: Res,
+    m: MediaDep,
 ) -> Any:
     """Store a photo (original + thumbnail) under the user's prefix; both or neither."""
     await res.rate_limiter.check(user.user_id, "upload")
@@ -207,6 +211,8 @@ async def upload_photo(
         first, second = await m.photos.save(user.user_id, photo_id, original, thumb)
     except MediaError as exc:
         return _error(exc.status, exc.code, exc.detail)
+    except HTTPException as exc:  # Starlette's multipart parser: a malformed body
+        return _error(400, "invalid_multipart", f"body: {exc.detail}")
     except ObjectStorageError as exc:
         log.warning("photo not stored", extra={"error": str(exc)})
         return _unavailable("storage_unavailable", "the photo store cannot be reached", 5)
@@ -270,9 +276,9 @@ async def _stream(m: Media, ticket: Ticket) -> AsyncIterator[bytes]:
 async def recognize(
     body: RecognizeRequest,
     request: Request,
-    user: Annotated[AuthUser, Depends(current_user)],
-    res: Annotated[Resources, Depends(resources)],
-    m: Annotated[Media, Depends(media)],
+    user: CurrentUser,
+    res: Res,
+    m: MediaDep,
 ) -> Any:
     """Recognise the items on one of the user's photos: chips first, then cards."""
     await res.rate_limiter.check(user.user_id, "recognize")
@@ -310,8 +316,8 @@ class RecognitionState(BaseModel):
 @router.get("/recognize/{request_id}", response_model=RecognitionState, responses={404: {}, 503: {}})
 async def recognition_state(
     request_id: uuid.UUID,
-    user: Annotated[AuthUser, Depends(current_user)],
-    m: Annotated[Media, Depends(media)],
+    user: CurrentUser,
+    m: MediaDep,
 ) -> Any:
     """How far a recognition got: chips once detected, cards once done."""
     retry = m.settings.recognition_retry_after_s
@@ -348,9 +354,9 @@ class ProductPage(BaseModel):
 
 @router.get("/products", response_model=ProductPage, responses={503: {}})
 async def products(
-    user: Annotated[AuthUser, Depends(current_user)],
-    res: Annotated[Resources, Depends(resources)],
-    m: Annotated[Media, Depends(media)],
+    user: CurrentUser,
+    res: Res,
+    m: MediaDep,
     response: Response,
     brand: Annotated[list[str], Query(max_length=200)] = [],  # noqa: B006 (FastAPI copies it)
     category: Annotated[list[str], Query(max_length=200)] = [],  # noqa: B006
