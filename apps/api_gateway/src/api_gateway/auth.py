@@ -119,7 +119,9 @@ def decode_token(settings: ApiGatewaySettings, token: str, typ: TokenType) -> Au
     except jwt.PyJWTError:
         raise unauthorized("the token is invalid") from None
     if claims.get("typ") != typ:
-        raise unauthorized(f"a {typ} token is required")
+        raise unauthorized(
+            f"the token is not an {typ} token" if typ == "access" else "a refresh token is required"
+        )
     try:
         user_id = uuid.UUID(str(claims["sub"]))
         shard = int(claims.get("shard", 0))

@@ -70,6 +70,8 @@ _TRANSIENT: Final = frozenset(
         "MaxRetriesExceededError",
     }
 )
+#: the longest a started turn runs (generate_response's hard limit is 30 s) plus a margin
+_RUN_LIMIT_S: Final = 40.0
 #: results live an hour in the backend (unde_common.worker result_expires)
 _TURN_TTL_S: Final = 3600
 
@@ -176,7 +178,8 @@ class DialogueClient:
         key = TURN_KEY.format(idempotency_key)
         for _ in range(3):
             task_id = uuid.uuid4().hex
-            claim = json.dumps({"task_id": task_id, "sent_at": time.time()})
+            # the task is sent with expires=deadline_s: a task not started by then never runs
+            claim = json.dumps({"task_id": task_id, "expires_at": time.time() + deadline_s})
             if await self.gateway_redis.set(key, claim, nx=True, ex=_TURN_TTL_S):
                 return task_id, True, None
             raw = await self.gateway_redis.get(key)
@@ -191,7 +194,11 @@ class DialogueClient:
             result = (meta or {}).get("result")
             exc_type = result.get("exc_type") if isinstance(result, dict) else None
             transient = status == "FAILURE" and str(exc_type) in _TRANSIENT
-            stale = status not in _FINAL and time.time() - float(known["sent_at"]) > deadline_s
+            expires_at = float(known.get("expires_at", 0))
+            # never started before it expired, or started and past any run's hard limit
+            stale = (status is None and time.time() > expires_at) or (
+                status not in _FINAL and time.time() > expires_at + _RUN_LIMIT_S
+            )
             if status == "FAILURE" and not transient:
                 return known["task_id"], False, meta
             if transient or stale or status == "REVOKED":
@@ -257,7 +264,13 @@ class DialogueClient:
             except aioredis.RedisError as exc:
                 raise self._unavailable("broker_down", _down(exc)) from None
             if must_send:
-                await self._send(task_name, kwargs, task_id, deadline_s)
+                try:
+                    await self._send(task_name, kwargs, task_id, deadline_s)
+                except DialogueUnavailableError:
+                    if idempotency_key is not None:  # nothing was sent: a retry must send, not follow
+                        with contextlib.suppress(aioredis.RedisError):
+                            await self.gateway_redis.delete(TURN_KEY.format(idempotency_key))
+                    raise
         except BaseException:
             await call.close()
             raise

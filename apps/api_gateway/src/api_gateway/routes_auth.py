@@ -33,7 +33,8 @@ log = logging.getLogger("api_gateway.auth")
 router = APIRouter(tags=["auth"])
 
 _LIVE_TTL_S = 5.0
-_live_cache: dict[int, tuple[float, bool]] = {}
+#: where the process remembers which shards answered (index → (until, alive))
+_LIVE_KEY = "auth_live_shards"
 
 
 class DeviceSignup(BaseModel):
@@ -63,7 +64,8 @@ class TokenPair(BaseModel):
 
 async def _live(res: Resources, index: int) -> bool:
     now = time.monotonic()
-    cached = _live_cache.get(index)
+    live_cache: dict[int, tuple[float, bool]] = res.extras.setdefault(_LIVE_KEY, {})
+    cached = live_cache.get(index)
     if cached is not None and cached[0] > now:
         return cached[1]
     try:
@@ -71,7 +73,7 @@ async def _live(res: Resources, index: int) -> bool:
         alive = True
     except (DatabaseUnavailableError, LookupError):
         alive = False
-    _live_cache[index] = (now + _LIVE_TTL_S, alive)
+    live_cache[index] = (now + _LIVE_TTL_S, alive)
     return alive
 
 

@@ -39,7 +39,7 @@ import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from unde_testkit.dialogue_testbed import DialogueBed
+from unde_testkit.dialogue_testbed import REDIS_DB, DialogueBed
 from unde_testkit.posthog_simulator import POSTHOG_KEY, PostHogSimulator
 from unde_testkit.service_auth import service_auth_env
 from unde_testkit.testing import LoopbackServer, PostgresHandle, S3Handle, free_port, running_service
@@ -49,7 +49,14 @@ if TYPE_CHECKING:
 
     from api_gateway.settings import ApiGatewaySettings
 
-__all__ = ["GATEWAY_REDIS_DB", "GatewayBed", "ed25519_pem", "jwt_test_keys"]
+__all__ = [
+    "GATEWAY_REDIS_DB",
+    "GatewayBed",
+    "ed25519_pem",
+    "gateway_env",
+    "gateway_settings",
+    "jwt_test_keys",
+]
 
 #: group_vars/all/redis.yml unde_redis_db of the gateway's own Redis, the recognition broker
 GATEWAY_REDIS_DB = 14
@@ -77,6 +84,43 @@ def jwt_test_keys(*kids: str, current: str | None = None) -> dict[str, str]:
         "JWT_CURRENT_KID": current or names[-1],
         "ANALYTICS_ID_KEY": "test-analytics-id-key",
     }
+
+
+def gateway_env(main_dsn: str, shard_dsn: str, redis_url: str, **overrides: str) -> dict[str, str]:
+    """The gateway's settings (env names) on the given production DB, shard 0 and Redis server
+    (the DBs of group_vars: gateway 14, orchestrator broker 11, shard routing 12, recognition 6),
+    test signing keys, analytics off unless ``POSTHOG_*`` are given; ``overrides`` win."""
+    base = redis_url.rsplit("/", 1)[0]
+    values = {
+        "ENVIRONMENT": "test",
+        "LOG_LEVEL": "WARNING",
+        "HOST": "127.0.0.1",
+        "PORT": str(free_port()),
+        "WORKERS": "1",
+        **{k: v for k, v in service_auth_env().items() if k == "SERVICE_MONITORING_SHA256"},
+        "PRODUCTION_DB_URL": main_dsn,
+        "SHARD_0_DB_URL": shard_dsn,
+        "SHARD_COUNT": "1",
+        "SHARD_ROUTING_REDIS_URL": f"{base}/{REDIS_DB['shard_routing']}",
+        "REDIS_URL": f"{base}/{GATEWAY_REDIS_DB}",
+        "DIALOGUE_BROKER_URL": f"{base}/{REDIS_DB['llm_orchestrator']}",
+        "RECOGNITION_BROKER_URL": f"{base}/{RECOGNITION_REDIS_DB}",
+        **jwt_test_keys(),
+        "S3_USER_MEDIA_ACCESS_KEY": "test-access-key",
+        "S3_USER_MEDIA_SECRET_KEY": "test-secret-key",
+    }
+    values.update({k.upper(): v for k, v in overrides.items()})
+    return values
+
+
+def gateway_settings(main_dsn: str, shard_dsn: str, redis_url: str, **overrides: str) -> ApiGatewaySettings:
+    """:func:`gateway_env` as the settings object (no env file read)."""
+    from api_gateway.settings import ApiGatewaySettings
+
+    values: dict[str, Any] = {
+        k.lower(): v for k, v in gateway_env(main_dsn, shard_dsn, redis_url, **overrides).items()
+    }
+    return ApiGatewaySettings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
 class GatewayBed:
@@ -188,35 +232,27 @@ class GatewayBed:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def _redis(self, db: int) -> str:
-        return f"{self.redis_base}/{db}"
-
     def env(self, **overrides: str) -> dict[str, str]:
         """The gateway's settings as env names (``overrides`` win, case-insensitive)."""
         d = self.dialogue
-        values = {
-            "ENVIRONMENT": "test",
-            "LOG_LEVEL": "WARNING",
-            "HOST": "127.0.0.1",
-            "PORT": str(self.port or free_port()),
-            "WORKERS": "1",
-            **{k: v for k, v in service_auth_env().items() if k == "SERVICE_MONITORING_SHA256"},
-            "PRODUCTION_DB_URL": d.main_dsn,
-            "SHARD_0_DB_URL": d.shard_dsn,
-            "SHARD_COUNT": "1",
-            "SHARD_ROUTING_REDIS_URL": d._redis("shard_routing"),
-            "REDIS_URL": self._redis(GATEWAY_REDIS_DB),
-            "DIALOGUE_BROKER_URL": d._redis("llm_orchestrator"),
-            "RECOGNITION_BROKER_URL": self._redis(RECOGNITION_REDIS_DB),
-            **jwt_test_keys(),
-            "POSTHOG_HOST": self.posthog_url or "http://127.0.0.1:1",
-            "POSTHOG_API_KEY": POSTHOG_KEY,
-            "ANALYTICS_FLUSH_INTERVAL_S": "0.2",
-            "S3_USER_MEDIA_ACCESS_KEY": self.s3.access_key if self.s3 else "test-access-key",
-            "S3_USER_MEDIA_SECRET_KEY": self.s3.secret_key if self.s3 else "test-secret-key",
-        }
+        values = gateway_env(d.main_dsn, d.shard_dsn, self.redis_base + "/0")
+        values.update(
+            {
+                "PORT": str(self.port or free_port()),
+                "POSTHOG_HOST": self.posthog_url,
+                "POSTHOG_API_KEY": POSTHOG_KEY,
+                "ANALYTICS_FLUSH_INTERVAL_S": "0.2",
+            }
+        )
         if self.s3 is not None:
-            values.update({"S3_ENDPOINT": self.s3.endpoint_url, "S3_REGION": self.s3.region})
+            values.update(
+                {
+                    "S3_ENDPOINT": self.s3.endpoint_url,
+                    "S3_REGION": self.s3.region,
+                    "S3_USER_MEDIA_ACCESS_KEY": self.s3.access_key,
+                    "S3_USER_MEDIA_SECRET_KEY": self.s3.secret_key,
+                }
+            )
         values.update({k.upper(): v for k, v in self.gateway_env.items()})
         values.update({k.upper(): v for k, v in overrides.items()})
         return values
