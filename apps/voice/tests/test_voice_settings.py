@@ -18,7 +18,13 @@ def test_defaults_follow_the_spec(write_env: EnvWriter) -> None:
     write_env()
     settings = VoiceSettings.load()
     assert settings.app_name == "voice"
-    assert (settings.port, settings.workers) == (8080, 4)
+    assert (settings.port, settings.ws_port, settings.workers) == (8080, 8081, 1)
+    assert settings.elevenlabs_model == "eleven_v3"
+    assert (settings.audio_format, settings.audio_chunk_size, settings.elevenlabs_timeout) == (
+        "mp3_44100_128",
+        4096,
+        5,
+    )
     assert redis_db(settings.redis_url) == 10
 
 

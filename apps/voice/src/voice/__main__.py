@@ -1,14 +1,8 @@
-"""``python -m voice`` (or ``unde-voice``): serve the HTTP app with uvicorn on HOST:PORT."""
+"""``python -m voice`` (or ``unde-voice``): serve the HTTP and WebSocket ports (voice.server)."""
 
 from __future__ import annotations
 
-from unde_common.health import serve
-from voice.settings import VoiceSettings
-
-
-def main() -> None:
-    serve("voice.app:create", VoiceSettings.load())
-
+from voice.server import main
 
 if __name__ == "__main__":
     main()
