@@ -6,14 +6,23 @@ import asyncio
 import io
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from PIL import Image
+from pydantic import SecretStr
 
 from api_gateway.media_settings import MediaSettings
-from api_gateway.media_store import MediaError, PhotoStore, check_jpeg, photo_key
+from api_gateway.media_store import (
+    MULTIPART_OVERHEAD,
+    MediaError,
+    PhotoStore,
+    body_limit,
+    check_jpeg,
+    photo_key,
+)
 from unde_common.s3 import ObjectStorageError
 from unde_testkit.catalog_testing import jpeg_bytes
 from unde_testkit.recognition_testbed import serve_asgi
@@ -196,3 +205,23 @@ def test_a_thumb_write_failure_removes_the_original(s3: S3Handle) -> None:
             asyncio.run(photos.save(user, photo, jpeg_bytes(300, 300), jpeg_bytes(200, 200)))
         assert proxy.refused >= 1
         assert list(photos.store.list_keys(f"{user}/")) == []
+
+
+def test_upload_limits_are_the_entrys() -> None:
+    """The defaults are group_vars/all/entry.yml's values (the role sets them too), and the body
+    limit is nginx's client_max_body_size: what passes nginx is what the gateway can accept."""
+    import yaml
+
+    entry = yaml.safe_load((Path(__file__).parents[3] / "group_vars/all/entry.yml").read_text())
+    defaults = MediaSettings.model_fields
+    assert defaults["media_max_photo_bytes"].default == entry["unde_upload_max_photo_bytes"]
+    assert defaults["media_max_thumb_bytes"].default == entry["unde_upload_max_thumb_bytes"]
+    assert entry["unde_upload_multipart_overhead_bytes"] == MULTIPART_OVERHEAD
+    photo, thumb = entry["unde_upload_max_photo_bytes"], entry["unde_upload_max_thumb_bytes"]
+    settings = MediaSettings(
+        s3_user_media_access_key=SecretStr("k"),
+        s3_user_media_secret_key=SecretStr("s"),
+        media_max_photo_bytes=photo,
+        media_max_thumb_bytes=thumb,
+    )
+    assert body_limit(settings) == photo + thumb + entry["unde_upload_multipart_overhead_bytes"]
