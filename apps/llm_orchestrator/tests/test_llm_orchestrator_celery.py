@@ -22,6 +22,10 @@ class TestCelery(CeleryAppTests):
         },
         task_queues={
             "llm_orchestrator.generate_response": "dialogue_queue",
+            "llm_orchestrator.verify_and_replay": "dialogue_queue",
+            "llm_orchestrator.forget": "dialogue_queue",
+            "llm_orchestrator.erase_account": "dialogue_queue",
+            "llm_orchestrator.profile": "dialogue_queue",
             "llm_orchestrator.enrich_message": "enrichment",
             "llm_orchestrator.enrichment_ttl_recovery": "enrichment",
             "llm_orchestrator.extraction_review_sample": "enrichment",

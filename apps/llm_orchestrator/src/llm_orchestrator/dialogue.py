@@ -64,7 +64,7 @@ from llm_orchestrator.providers.router import AllProvidersFailed
 from llm_orchestrator.stream import SentenceStream
 from llm_orchestrator.text_rules import language_of
 
-__all__ = ["ShardUnavailableError", "TurnInput", "TurnRejectedError", "run_turn"]
+__all__ = ["ShardUnavailableError", "TurnInput", "TurnRejectedError", "raise_if_shard_down", "run_turn"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -126,7 +126,7 @@ class _Turn:
         self.timings[name] = round((time.perf_counter() - since) * 1000, 2)
 
 
-def _raise_if_shard_down(rt: Any, user_id: UUID, exc: Exception) -> None:
+def raise_if_shard_down(rt: Any, user_id: UUID, exc: Exception) -> None:
     """A connection-level failure of the shard → :class:`ShardUnavailableError` (retryable; the
     router re-reads the routing entry first); any other error is left to the caller."""
     if isinstance(exc, psycopg.OperationalError | psycopg.errors.AdminShutdown | PoolTimeout | OSError):
@@ -231,7 +231,7 @@ async def run_turn(rt: Any, raw: TurnInput | dict[str, Any]) -> dict[str, Any]:
         rt.metrics.errors.labels("rejected").inc()
         raise TurnRejectedError(str(exc)) from None
     except Exception as exc:
-        _raise_if_shard_down(rt, user_id, exc)
+        raise_if_shard_down(rt, user_id, exc)
         raise
 
     pack_started = time.perf_counter()
@@ -240,7 +240,7 @@ async def run_turn(rt: Any, raw: TurnInput | dict[str, Any]) -> dict[str, Any]:
             rt, turn, inp, message, intent, conversation_id, reply_id, pool, stored_at
         )
     except Exception as exc:
-        _raise_if_shard_down(rt, user_id, exc)
+        raise_if_shard_down(rt, user_id, exc)
         raise
     pack_ms = (time.perf_counter() - pack_started) * 1000
     rt.metrics.context_pack_time_ms.observe(pack_ms)
@@ -346,7 +346,7 @@ async def _answer_and_store(
                 (Jsonb(ctx.mood.value or {}), conversation_id, inp.user_message_id),
             )
     except Exception as exc:
-        _raise_if_shard_down(rt, user_id, exc)
+        raise_if_shard_down(rt, user_id, exc)
         raise
     await stream.end()
 

@@ -87,6 +87,23 @@ class ForgetResult:
     knowledge_deactivated: int = 0
 
 
+_SOFT_FORGET = (
+    "WITH old AS (SELECT id, memory_snippet IS NOT NULL AS had_snippet, "
+    "NOT is_forgotten OR embedding IS NOT NULL OR memory_snippet IS NOT NULL AS live "
+    "FROM messages WHERE conversation_id = %s AND id = %s FOR UPDATE) "
+    "UPDATE messages m SET is_forgotten = TRUE, embedding = NULL, memory_snippet = NULL FROM old "
+    "WHERE m.conversation_id = %s AND m.id = old.id RETURNING old.had_snippet, old.live"
+)
+#: "forget this look": the artefact's response_description goes too
+_SOFT_FORGET_ARTIFACT = (
+    "WITH old AS (SELECT id, memory_snippet IS NOT NULL AS had_snippet, "
+    "NOT is_forgotten OR embedding IS NOT NULL OR memory_snippet IS NOT NULL "
+    "OR response_description IS NOT NULL AS live "
+    "FROM messages WHERE conversation_id = %s AND id = %s FOR UPDATE) "
+    "UPDATE messages m SET is_forgotten = TRUE, embedding = NULL, memory_snippet = NULL, "
+    "response_description = NULL FROM old "
+    "WHERE m.conversation_id = %s AND m.id = old.id RETURNING old.had_snippet, old.live"
+)
 _DEACTIVATE_KNOWLEDGE = (
     "UPDATE user_knowledge SET is_active = FALSE WHERE is_active AND source_message_id = %s "
     "AND (source_conversation_id IS NULL OR source_conversation_id = %s)"
@@ -107,19 +124,20 @@ _TOMBSTONES_OF_USER = (
 
 
 async def soft_forget(
-    shard_conn: AsyncConnection[Any], conversation_id: UUID, message_id: UUID
+    shard_conn: AsyncConnection[Any],
+    conversation_id: UUID,
+    message_id: UUID,
+    *,
+    forget_artifact: bool = False,
 ) -> ForgetResult:
     """ "Forget this": the message leaves retrieval (``is_forgotten``, embedding and snippet NULL) and
-    the facts extracted from it are deactivated. Its text stays (the user still sees it). A second
-    call changes nothing."""
+    the facts extracted from it are deactivated. Its text stays (the user still sees it). The
+    artefact's ``response_description`` is dropped only with ``forget_artifact`` (the explicit
+    "forget this look", spec 02 §21). A second call changes nothing."""
     async with shard_conn.transaction():
         rows = await _fetch(
             shard_conn,
-            "WITH old AS (SELECT id, memory_snippet IS NOT NULL AS had_snippet, "
-            "NOT is_forgotten OR embedding IS NOT NULL OR memory_snippet IS NOT NULL AS live "
-            "FROM messages WHERE conversation_id = %s AND id = %s FOR UPDATE) "
-            "UPDATE messages m SET is_forgotten = TRUE, embedding = NULL, memory_snippet = NULL FROM old "
-            "WHERE m.conversation_id = %s AND m.id = old.id RETURNING old.had_snippet, old.live",
+            _SOFT_FORGET_ARTIFACT if forget_artifact else _SOFT_FORGET,
             (conversation_id, message_id, conversation_id),
         )
         if not rows:

@@ -151,6 +151,23 @@ class OrchestratorMetrics:
         self.stream_dropped = m.counter(
             "stream_dropped", "Sentence-stream messages not published after a publish error."
         )
+        self.replay_requests = m.counter(
+            "replay_requests",
+            "verify-and-replay calls, by outcome (ok, rejected, unavailable).",
+            ["outcome"],
+            prefixed=False,
+        )
+        self.replay_pairs_inserted = m.counter(
+            "replay_pairs_inserted", "Replayed pairs of which at least one message was missing and written."
+        )
+        self.replay_messages_inserted = m.counter(
+            "replay_messages_inserted", "Messages written by verify-and-replay (user and assistant)."
+        )
+        self.forget_requests = m.counter(
+            "forget_requests",
+            "Forget calls, by kind (soft_message, soft_topic, hard_message, erase_account) and outcome.",
+            ["kind", "outcome"],
+        )
         self.master_key_missing = m.gauge(
             "master_key_missing",
             "1 while the master key ring is not delivered (/run is empty after a reboot).",

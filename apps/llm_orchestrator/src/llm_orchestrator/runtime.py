@@ -139,8 +139,11 @@ class Runtime:
 
     # ------------------------------------------------------------------ turn helpers
 
-    def enqueue_enrichment(self, conversation_id: UUID, message_id: UUID, user_id: UUID) -> Awaitable[Any]:
-        """Queue ``enrich_message`` for the stored user message (on the enrichment queue)."""
+    def enqueue_enrichment(
+        self, conversation_id: UUID, message_id: UUID, user_id: UUID, *, priority: str = "live"
+    ) -> Awaitable[Any]:
+        """Queue ``enrich_message`` for the stored user message (on the enrichment queue);
+        ``priority`` labels its latency (``live``, ``backfill`` for replayed messages)."""
 
         async def send() -> None:
             app = self.celery
@@ -151,7 +154,7 @@ class Runtime:
             await asyncio.to_thread(
                 app.send_task,
                 "llm_orchestrator.enrich_message",
-                args=[str(conversation_id), str(message_id), str(user_id)],
+                args=[str(conversation_id), str(message_id), str(user_id), priority],
                 queue="enrichment",
             )
 

@@ -18,6 +18,10 @@ QUEUES: Final[tuple[str, ...]] = (
 )
 ROUTES: Final[dict[str, str]] = {
     "llm_orchestrator.generate_response": "dialogue_queue",
+    "llm_orchestrator.verify_and_replay": "dialogue_queue",
+    "llm_orchestrator.forget": "dialogue_queue",
+    "llm_orchestrator.erase_account": "dialogue_queue",
+    "llm_orchestrator.profile": "dialogue_queue",
     "llm_orchestrator.enrich*": "enrichment",
     "llm_orchestrator.extraction_review_sample": "enrichment",
     "llm_orchestrator.life_event_expiry": "enrichment",

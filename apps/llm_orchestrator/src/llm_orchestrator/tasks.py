@@ -17,8 +17,10 @@ from uuid import UUID
 
 from celery import shared_task
 
-from llm_orchestrator import enrichment
+from llm_orchestrator import account, enrichment
 from llm_orchestrator.dialogue import ShardUnavailableError, run_turn
+from llm_orchestrator.replay import ReplayUnavailableError
+from llm_orchestrator.replay import verify_and_replay as replay_pairs
 from llm_orchestrator.runtime import process_runtime
 
 
@@ -46,6 +48,61 @@ def generate_response(
         "explicit_reply_to": explicit_reply_to,
     }
     return rt.run(run_turn(rt, {**args, **turn}))
+
+
+@shared_task(
+    name="llm_orchestrator.verify_and_replay",
+    autoretry_for=(ShardUnavailableError, ReplayUnavailableError),
+    max_retries=2,
+    default_retry_delay=1,
+    retry_backoff=False,
+)
+def verify_and_replay(**request: Any) -> dict[str, Any]:
+    """The app's unconfirmed pairs after a failover: which ids the shard has, the missing ones
+    inserted (client ids, ON CONFLICT DO NOTHING). ``request``: user_id, conversation_id, pairs,
+    recent_confirmed_ids (:class:`llm_orchestrator.replay.ReplayRequest`)."""
+    rt = process_runtime()
+    return rt.run(replay_pairs(rt, request))
+
+
+@shared_task(
+    name="llm_orchestrator.forget",
+    autoretry_for=(ShardUnavailableError,),
+    max_retries=2,
+    default_retry_delay=1,
+    retry_backoff=False,
+)
+def forget(**request: Any) -> dict[str, Any]:
+    """Soft forget of a message or a topic, hard delete of a message. ``request``: user_id, mode
+    (soft|hard), message_id or topic, conversation_id?, forget_artifact?"""
+    rt = process_runtime()
+    return rt.run(account.forget(rt, request))
+
+
+@shared_task(
+    name="llm_orchestrator.erase_account",
+    autoretry_for=(ShardUnavailableError,),
+    max_retries=2,
+    default_retry_delay=1,
+    retry_backoff=False,
+)
+def erase_account(**request: Any) -> dict[str, Any]:
+    """GDPR erase of the user's data the orchestrator reaches. ``request``: user_id."""
+    rt = process_runtime()
+    return rt.run(account.erase_account(rt, request))
+
+
+@shared_task(
+    name="llm_orchestrator.profile",
+    autoretry_for=(ShardUnavailableError,),
+    max_retries=2,
+    default_retry_delay=1,
+    retry_backoff=False,
+)
+def profile(**request: Any) -> dict[str, Any]:
+    """The user's profile from their decrypted knowledge. ``request``: user_id."""
+    rt = process_runtime()
+    return rt.run(account.profile(rt, request))
 
 
 @shared_task(
