@@ -72,6 +72,8 @@ _TRANSIENT: Final = frozenset(
 )
 #: the longest a started turn runs (generate_response's hard limit is 30 s) plus a margin
 _RUN_LIMIT_S: Final = 40.0
+#: how long buffered sentences are read after a result found in its key
+_DRAIN_S: Final = 0.2
 #: results live an hour in the backend (unde_common.worker result_expires)
 _TURN_TTL_S: Final = 3600
 
@@ -349,37 +351,56 @@ class DialogueCall:
             with contextlib.suppress(aioredis.RedisError):
                 await pubsub.aclose()
 
+    async def _next(self, timeout_s: float) -> tuple[str, Any] | None:
+        """The next message (channel, decoded JSON) within ``timeout_s``, None when quiet."""
+        try:
+            message = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout_s)
+        except aioredis.RedisError as exc:
+            raise self.client._unavailable("broker_down", _down(exc)) from None
+        if message is None:
+            return None
+        channel = message["channel"]
+        channel = channel.decode() if isinstance(channel, bytes) else channel
+        try:
+            return channel, json.loads(message["data"])
+        except (TypeError, ValueError):
+            return channel, None
+
     async def events(self) -> AsyncGenerator[StreamEvent, None]:
         """``sentence`` / ``reset`` as published, then ``done`` with the result; raises
         :class:`DialogueUnavailableError` past the deadline, :class:`DialogueRejectedError` when
-        the task raised."""
+        the task raised.
+
+        A result found by reading its key (not from the channel) may overtake sentences still in
+        this connection's buffer (the worker publishes them before the result, and Redis delivers
+        a connection's messages in order): those are read until the result's own message, or a
+        quiet ``_DRAIN_S``, before ``done``."""
         client = self.client
         final = self._final
-        if final is None:
+        from_key = False
+        if final is None and self.pubsub is not None:
             final = await client._meta(self.task_id)
+            from_key = final is not None
         while final is None or final.get("status") not in _FINAL:
             left = self.until - time.monotonic()
             if left <= 0:
                 raise client._unavailable("deadline", f"no answer within {self.deadline_s:g} s")
-            try:
-                message = await self.pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=min(left, 1.0)
-                )
-            except aioredis.RedisError as exc:
-                raise client._unavailable("broker_down", _down(exc)) from None
-            if message is None:
+            got = await self._next(min(left, 1.0))
+            if got is None:
                 final = await client._meta(self.task_id)
+                from_key = final is not None
                 continue
-            channel = message["channel"]
-            channel = channel.decode() if isinstance(channel, bytes) else channel
-            try:
-                data = json.loads(message["data"])
-            except (TypeError, ValueError):
-                continue
-            if channel == self.result_channel:
+            channel, data = got
+            if channel == self.result_channel and isinstance(data, dict):
                 final = data
             elif isinstance(data, dict) and data.get("type") in ("sentence", "reset"):
                 yield data["type"], data
+        while from_key and self.pubsub is not None:
+            got = await self._next(_DRAIN_S)
+            if got is None or got[0] == self.result_channel:
+                break
+            if isinstance(got[1], dict) and got[1].get("type") in ("sentence", "reset"):
+                yield got[1]["type"], got[1]
         if final.get("status") != "SUCCESS":
             raise _failure(final)
         yield "done", dict(final.get("result") or {})
