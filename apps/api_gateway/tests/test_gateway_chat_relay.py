@@ -55,7 +55,7 @@ def new_turn(message: str = "What goes with a linen shirt?") -> dict[str, Any]:
     }
 
 
-def task_of(raw: bytes) -> dict[str, Any]:
+def task_of(raw: bytes | str) -> dict[str, Any]:
     """A kombu message of the Redis transport → task id, name, kwargs."""
     message = json.loads(raw)
     args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
