@@ -242,6 +242,8 @@ class GatewayBed:
                 "POSTHOG_HOST": self.posthog_url,
                 "POSTHOG_API_KEY": POSTHOG_KEY,
                 "ANALYTICS_FLUSH_INTERVAL_S": "0.2",
+                # every client of the bed signs up from 127.0.0.1, the one key of the auth bucket
+                "RATE_LIMITS": json.dumps({"auth": {"rate": 100, "burst": 1000}}),
             }
         )
         if self.s3 is not None:
