@@ -34,7 +34,7 @@ from api_gateway.settings import ApiGatewaySettings
 from unde_testkit.catalog_testing import jpeg_bytes
 from unde_testkit.fuzz import FuzzReport, schema_cases
 from unde_testkit.recognition_testbed import migrate_database
-from unde_testkit.testing import PostgresHandle, S3Handle
+from unde_testkit.testing import PostgresHandle, S3Handle, free_port
 
 BUCKET = "unde-user-media"
 MAX_QUEUED = 5
@@ -476,3 +476,27 @@ def test_fuzz_of_the_media_routes_finds_no_5xx(values: dict[str, Any], broker: r
     print(report.summary())
     assert report.requests > 0
     assert report.findings == [], report.summary()
+
+
+def test_products_while_the_production_db_is_down(
+    client: TestClient, values: dict[str, Any], settings: ApiGatewaySettings
+) -> None:
+    """A page cached before is served from its stale copy; one never cached is 503 + Retry-After."""
+    headers = auth(settings, uuid.uuid4())
+    params = {"category": "Tops", "limit": 2}
+    warm = client.get("/api/v1/products", headers=headers, params=params)
+    assert warm.status_code == 200
+    cache = redis.Redis.from_url(settings.redis_url.get_secret_value())
+    for key in cache.scan_iter(f"{CACHE_PREFIX}*"):
+        if b":stale:" not in key:
+            cache.delete(key)  # the short-lived copies expired
+    dead = ApiGatewaySettings.load(
+        **{**values, "production_db_url": f"postgresql://x@127.0.0.1:{free_port()}/x"}
+    )
+    with TestClient(create(dead)) as down:
+        stale = down.get("/api/v1/products", headers=headers, params=params)
+        assert stale.status_code == 200 and stale.headers["X-Cache"] == "stale"
+        assert stale.json() == warm.json()
+        never = down.get("/api/v1/products", headers=headers, params={"sku": "NEVER-CACHED"})
+        assert never.status_code == 503 and never.json()["error"] == "catalog_unavailable"
+        assert int(never.headers["Retry-After"]) > 0

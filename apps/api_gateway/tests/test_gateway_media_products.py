@@ -15,7 +15,7 @@ from psycopg_pool import PoolTimeout
 
 from api_gateway.media_products import CACHE_PREFIX, Catalog, ProductQuery, split_values
 from api_gateway.media_settings import MediaSettings
-from unde_common.db import AsyncPools, PoolConfig
+from unde_common.db import AsyncPools, DatabaseUnavailableError, PoolConfig
 from unde_common.metrics import AppMetrics
 from unde_testkit.recognition_testbed import migrate_database
 from unde_testkit.testing import PostgresHandle, free_port
@@ -144,11 +144,16 @@ def test_database_down_serves_the_stale_copy_else_raises(main_dsn: str, cache_ur
     dead = f"postgresql://nobody@127.0.0.1:{free_port()}/unde_main"
     metrics = AppMetrics("api_gateway", process_collectors=False)
 
-    async def down(catalog: Catalog) -> tuple[dict[str, Any], str]:
-        return await catalog.page(query)
+    async def down(catalog: Catalog) -> tuple[tuple[dict[str, Any], str], str]:
+        stale = await catalog.page(query)
+        # the DB failed a moment ago: the next page not in the cache is refused without asking it
+        with pytest.raises(DatabaseUnavailableError) as refused:
+            await catalog.page(ProductQuery(categories=("Coats",)))
+        return stale, str(refused.value)
 
-    page, where = run(dead, cache_url, down, metrics)
+    (page, where), refused = run(dead, cache_url, down, metrics)
     assert (page, where) == (fresh, "stale")
+    assert "PRODUCTS_DB_BACKOFF_S" in refused
     assert sample(metrics, "api_gateway_products_cache_requests_total", result="stale") == 1
 
     async def never_cached(catalog: Catalog) -> tuple[dict[str, Any], str]:

@@ -8,7 +8,9 @@ pagination with ``after``); its JSON is kept at ``gw:products:<sha256 of the que
 ``rate(…{result="hit"}) / rate(…)``; ``api_gateway_products_cache_hit_ratio`` is the same ratio
 since the process started. A second copy (``gw:products:stale:<hash>``,
 ``PRODUCTS_STALE_TTL_S``) is served when the production DB cannot answer (spec 03: if Helsinki is
-down the catalog comes from the warm Redis cache).
+down the catalog comes from the warm Redis cache). A query waits at most ``PRODUCTS_DB_TIMEOUT_S`` for
+a connection; after a failure the DB is left alone for ``PRODUCTS_DB_BACKOFF_S`` (stale copies or
+503 at once instead of every request waiting for the timeout).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -142,6 +145,8 @@ class Catalog:
             "Share of catalog page lookups this process answered from the gateway Redis cache.",
         )
         self._counts: dict[str, int] = {"hit": 0, "miss": 0, "stale": 0}
+        #: monotonic time until which the DB is not asked again after a failure
+        self._db_down_until = 0.0
 
     def _count(self, result: Literal["hit", "miss", "stale"]) -> None:
         self.requests.labels(result).inc()
@@ -150,7 +155,7 @@ class Catalog:
 
     async def _query(self, query: ProductQuery) -> dict[str, Any]:
         statement, params = query.statement()
-        async with self.pool.connection() as conn:
+        async with self.pool.connection(timeout=self.settings.products_db_timeout_s) as conn:
             cur = await conn.execute(statement, params)
             rows = await cur.fetchall()
         items = [
@@ -173,8 +178,13 @@ class Catalog:
             page: dict[str, Any] = json.loads(cached)
             return page, "hit"
         try:
+            if time.monotonic() < self._db_down_until:  # it failed a moment ago: do not wait again
+                raise DatabaseUnavailableError("production_db failed less than PRODUCTS_DB_BACKOFF_S ago")
             page = await self._query(query)
-        except (psycopg.OperationalError, PoolTimeout, DatabaseUnavailableError):
+        except (psycopg.OperationalError, PoolTimeout, DatabaseUnavailableError) as exc:
+            if not isinstance(exc, DatabaseUnavailableError):
+                self._db_down_until = time.monotonic() + self.settings.products_db_backoff_s
+                log.warning("catalog query failed", extra={"error": type(exc).__name__})
             stale = await self._stale(key)
             if stale is None:
                 raise

@@ -57,3 +57,8 @@ class MediaSettings(UndeSettings):
     #: a copy kept this long is served when the production DB cannot answer (Helsinki down)
     products_stale_ttl_s: int = Field(default=86_400, ge=0)
     products_page_max: int = Field(default=100, ge=1, le=500)
+    #: the longest a catalog query waits for a production DB connection (through the tunnel)
+    products_db_timeout_s: float = Field(default=2.0, gt=0, le=30)
+    #: after the DB failed a query, this long the catalog answers from the stale copies (or 503)
+    #: without asking it again
+    products_db_backoff_s: float = Field(default=5.0, ge=0, le=300)

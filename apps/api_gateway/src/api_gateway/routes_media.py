@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -215,7 +216,9 @@ async def upload_photo(
         return _error(400, "invalid_multipart", f"body: {exc.detail}")
     except ObjectStorageError as exc:
         log.warning("photo not stored", extra={"error": str(exc)})
-        return _unavailable("storage_unavailable", "the photo store cannot be reached", 5)
+        return _unavailable(
+            "storage_unavailable", "the photo store cannot be reached", res.settings.store_retry_after_s
+        )
     return UploadAnswer(
         photo_id=photo_id,
         original=PartInfo(width=first.width, height=first.height, bytes=first.bytes),
@@ -384,6 +387,8 @@ async def products(
     try:
         page, source = await m.catalog.page(query)
     except (psycopg.Error, PoolTimeout, DatabaseUnavailableError):
-        return _unavailable("catalog_unavailable", "the catalog cannot be read now", 30)
+        # the catalog is asked again once its back-off is over
+        retry = max(res.settings.store_retry_after_s, math.ceil(m.settings.products_db_backoff_s))
+        return _unavailable("catalog_unavailable", "the catalog cannot be read now", retry)
     response.headers["X-Cache"] = source
     return page
