@@ -440,3 +440,33 @@ def test_a_partial_chunk_is_sent_after_the_stream_buffer_time(
     assert final["type"] == "end"
     assert b"".join(frames) == expected_audio(TEXT)
     assert len(frames) > 1
+
+
+def test_an_idle_stream_is_closed(elevenlabs_url: str, voice_redis: str) -> None:
+    settings = VoiceSettings.load(
+        elevenlabs_api_key=ELEVENLABS_KEY,
+        elevenlabs_voice_id=ELEVENLABS_VOICE,
+        elevenlabs_base_url=elevenlabs_url,
+        redis_url=voice_redis,
+        ws_idle_timeout_s=0.2,
+        ws_require_user_token=False,
+    )
+    runtime = Runtime.create(settings)
+    with TestClient(create_ws(runtime)) as client:
+        with client.websocket_connect("/stream") as conn:
+            message = conn.receive()
+        assert (message["type"], message.get("code")) == ("websocket.close", 1000)
+        assert client.portal is not None
+        client.portal.call(runtime.aclose)
+
+
+def test_a_lone_surrogate_is_invalid_data(
+    voice_up: Voice, simulator: ElevenLabsSimulator, headers: dict[str, str]
+) -> None:
+    with ws(voice_up, headers) as conn:
+        conn.send('{"text": "\\ud800", "voice_params": ' + json.dumps(PARAMS) + "}")
+        got = receive(conn)
+    assert got.final is not None and got.final["code"] == "invalid_message"
+    assert "text" in got.final["detail"]
+    assert got.close_code == 1007
+    assert simulator.requests == []

@@ -75,11 +75,21 @@ class StreamRequestError(ValueError):
         super().__init__(detail)
 
 
+def _speakable(field: str, value: str) -> None:
+    """A string ElevenLabs can be sent: valid UTF-8 (no lone surrogate from a ``\\ud800`` escape)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise StreamRequestError(
+            "invalid_message", f"{field}: not valid Unicode (a lone surrogate)", CLOSE_INVALID_DATA
+        ) from None
+
+
 def parse_message(raw: str, max_text_chars: int) -> tuple[str, VoiceSettings, str | None]:
     """(text, ElevenLabs voice settings, previous_text to send) of a text frame, or StreamRequestError."""
     try:
         message = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise StreamRequestError("invalid_message", "the message is not JSON", CLOSE_INVALID_DATA) from None
     if not isinstance(message, dict):
         raise StreamRequestError("invalid_message", "the message must be a JSON object", CLOSE_POLICY)
@@ -90,6 +100,7 @@ def parse_message(raw: str, max_text_chars: int) -> tuple[str, VoiceSettings, st
         raise StreamRequestError(
             "invalid_message", f"text: at most {max_text_chars} characters", CLOSE_POLICY
         )
+    _speakable("text", text)
     previous = message.get("previous_text")
     if previous is not None and not isinstance(previous, str):
         raise StreamRequestError("invalid_message", "previous_text: must be a string", CLOSE_POLICY)
@@ -97,6 +108,8 @@ def parse_message(raw: str, max_text_chars: int) -> tuple[str, VoiceSettings, st
         raise StreamRequestError(
             "invalid_message", f"previous_text: at most {max_text_chars} characters", CLOSE_POLICY
         )
+    if previous is not None:
+        _speakable("previous_text", previous)
     params = message.get("voice_params")
     try:
         voice_settings = map_voice_params(params)
@@ -165,7 +178,7 @@ class _Streamer:
                 async for piece in self.runtime.tts.stream(text, voice_settings, previous):
                     await queue.put(piece)
                 await queue.put(_END)
-            except TtsError as exc:
+            except Exception as exc:  # handed to the consumer, which raises it: never a silent hang
                 await queue.put(exc)
 
         producer = asyncio.create_task(produce())
@@ -187,7 +200,7 @@ class _Streamer:
                     continue
                 if item is _END:
                     break
-                if isinstance(item, TtsError):
+                if isinstance(item, Exception):
                     rest = chunker.flush()
                     if rest:
                         await self.websocket.send_bytes(rest)
