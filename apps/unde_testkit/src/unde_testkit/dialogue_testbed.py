@@ -24,6 +24,9 @@ What it brings up:
   agent's real service auth accepts the orchestrator (``llm_orchestrator``) and the test caller;
 - the orchestrator's providers (DeepSeek, Gemini, Claude, Qwen, Cohere embed, Intelistyle) on one
   :class:`~unde_testkit.dialogue_simulators.DialogueSimulator`;
+- with ``shard_dsn=`` the caller's shard instead (already migrated: e.g. the primary of an
+  :class:`unde_testkit.pg_replica.ReplicatedShard`), with ``shard_members=`` as ``SHARD_MEMBERS``
+  of the orchestrator and the persona agent, so their routers follow an entry naming its standby;
 - a master key ring file (``{"current": 1, "keys": {"1": "<base64>"}}``, mode 0600) in the work dir.
 
 :meth:`DialogueBed.env` gives the orchestrator's complete settings (env names) pointing at all of it,
@@ -244,6 +247,8 @@ class DialogueBed:
         main_db: str = "dialogue_main",
         agent_log_level: str = "WARNING",
         agent_start_timeout_s: float = 60.0,
+        shard_dsn: str | None = None,
+        shard_members: Sequence[str] = (),
     ) -> None:
         unknown = set(latency or {}) - {"embedding", "llm", "mood_llm"}
         if unknown:
@@ -258,6 +263,10 @@ class DialogueBed:
         self.mood_llm = LLMSimulator({"deepseek": dict(MOOD_ANSWER), "gemini": dict(MOOD_ANSWER)})
         self._mood_delay = DelayedApp(self.mood_llm.app)
         self.weather = WeatherSimulator()
+        #: a shard brought by the caller (already migrated, e.g. unde_testkit.pg_replica's primary)
+        #: instead of one migrated in ``pg``; its members are the addresses a routing entry may name
+        self._given_shard_dsn = shard_dsn
+        self.shard_members = list(shard_members)
         self.shard_dsn = ""
         self.main_dsn = ""
         self.key_file = self.workdir / "master_keys.json"
@@ -287,7 +296,7 @@ class DialogueBed:
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.shard_dsn = migrate_database(self.pg, self.shard_db, "unde_shard")
+        self.shard_dsn = self._given_shard_dsn or migrate_database(self.pg, self.shard_db, "unde_shard")
         self.main_dsn = migrate_database(self.pg, self.main_db, "unde_main")
         self._write_key_ring()
         stack = self._stack
@@ -312,10 +321,14 @@ class DialogueBed:
                 "SHARD_0_DB_URL": self.shard_dsn,
                 "SHARD_ROUTING_REDIS_URL": self._redis("shard_routing"),
                 "REDIS_URL": self._redis("persona_agent"),
+                **self._members_env(),
             },
         }
         for module, env in agent_env.items():
             self.agent_urls[module] = self._start_agent(module, env)
+
+    def _members_env(self) -> dict[str, str]:
+        return {"SHARD_MEMBERS": ",".join(self.shard_members)} if self.shard_members else {}
 
     def stop(self) -> None:
         """Stop the agents and the stand-ins (idempotent)."""
@@ -417,6 +430,7 @@ class DialogueBed:
             "SERVICE_TOKEN": TEST_SERVICE_TOKENS["llm_orchestrator"],
             "SERVICE_MONITORING_SHA256": service_auth_env()["SERVICE_MONITORING_SHA256"],
             "MASTER_KEY_FILE": str(self.key_file),
+            **self._members_env(),
         }
         values.update({k.upper(): v for k, v in overrides.items()})
         return values
