@@ -225,3 +225,14 @@ def test_upload_limits_are_the_entrys() -> None:
         media_max_thumb_bytes=thumb,
     )
     assert body_limit(settings) == photo + thumb + entry["unde_upload_multipart_overhead_bytes"]
+
+
+def test_delete_all_removes_only_that_users_objects(store: PhotoStore) -> None:
+    user, other = uuid.uuid4(), uuid.uuid4()
+    for _ in range(3):
+        asyncio.run(store.save(user, uuid.uuid4(), jpeg_bytes(300, 200), jpeg_bytes(200, 130)))
+    asyncio.run(store.save(other, uuid.uuid4(), jpeg_bytes(300, 200), jpeg_bytes(200, 130)))
+    assert asyncio.run(store.delete_all(user)) == 6
+    assert keys(store, user) == []
+    assert len(keys(store, other)) == 2
+    assert asyncio.run(store.delete_all(user)) == 0

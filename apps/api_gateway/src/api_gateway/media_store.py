@@ -178,6 +178,18 @@ class PhotoStore:
         """Whether the user has this photo (its original is under the user's own prefix)."""
         return await asyncio.to_thread(self.store.exists, photo_key(user_id, photo_id, "original"))
 
+    def _delete_all(self, user_id: uuid.UUID) -> int:
+        keys = list(self.store.list_keys(f"{user_id}/"))
+        for key in keys:
+            self.store.delete(key)
+        return len(keys)
+
+    async def delete_all(self, user_id: uuid.UUID) -> int:
+        """Delete every object under the user's prefix (photos and whatever else is kept there):
+        the media part of a hard delete. Returns how many objects were deleted; raises
+        :class:`ObjectStorageError` when the store cannot be reached (the caller retries)."""
+        return await asyncio.to_thread(self._delete_all, user_id)
+
     def presigned_url(self, user_id: uuid.UUID, photo_id: uuid.UUID, name: str = "original") -> str:
         """A GET URL of the photo valid for ``MEDIA_PRESIGN_TTL_S`` (signed locally, no request)."""
         url: str = self.store.client.generate_presigned_url(
