@@ -409,19 +409,30 @@ def test_streams_need_the_gateways_access_token(
     assert simulator.requests == []
 
 
+@pytest.mark.parametrize(
+    ("pieces", "delay_s", "buffer_ms"),
+    [(5, 0.4, 20), (10, 0.08, 150)],
+    ids=["pauses longer than the buffer", "a trickle of pieces closer than the buffer"],
+)
 def test_a_partial_chunk_is_sent_after_the_stream_buffer_time(
-    elevenlabs_url: str, simulator: ElevenLabsSimulator, voice_redis: str
+    elevenlabs_url: str,
+    simulator: ElevenLabsSimulator,
+    voice_redis: str,
+    pieces: int,
+    delay_s: float,
+    buffer_ms: int,
 ) -> None:
-    """In-process (the same app uvicorn serves): with chunks larger than the whole audio and
-    ElevenLabs pausing between pieces, each piece goes out after STREAM_BUFFER_MS instead of waiting."""
-    simulator.chunk_delay_s = 0.4
+    """In-process (the same app uvicorn serves): with chunks larger than the whole audio, audio that
+    waited STREAM_BUFFER_MS since its first byte goes out instead of waiting for the whole chunk."""
+    simulator.chunk_delay_s = delay_s
+    simulator.chunks = pieces
     settings = VoiceSettings.load(
         elevenlabs_api_key=ELEVENLABS_KEY,
         elevenlabs_voice_id=ELEVENLABS_VOICE,
         elevenlabs_base_url=elevenlabs_url,
         redis_url=voice_redis,
         audio_chunk_size=1024 * 1024,
-        stream_buffer_ms=20,
+        stream_buffer_ms=buffer_ms,
         ws_require_user_token=False,
     )
     runtime = Runtime.create(settings)

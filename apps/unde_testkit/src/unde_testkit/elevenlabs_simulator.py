@@ -150,7 +150,7 @@ class ElevenLabsSimulator:
         hang_s: float = 3.0,
     ) -> None:
         self.voices = voices
-        self.chunks = chunks
+        self.chunks = self._chunks = chunks
         self.first_byte_delay_s = first_byte_delay_s
         self.chunk_delay_s = chunk_delay_s
         self.hang_s = hang_s
@@ -164,7 +164,9 @@ class ElevenLabsSimulator:
         )
 
     def reset(self) -> None:
+        """Answer normally again, with the constructor's chunking and no delays; forget the requests."""
         self.mode = "ok"
+        self.chunks = self._chunks
         self.first_byte_delay_s = 0.0
         self.chunk_delay_s = 0.0
         self.requests.clear()

@@ -1,7 +1,7 @@
 """UNDE voice.
 
-Voice server: POST /synthesize (cached phrases) on :8080 and WebSocket /stream on :8081 through
-ElevenLabs.
+Voice server: POST /synthesize (cached phrases) on the ``voice_http`` port and the WebSocket
+/stream on the ``voice_ws`` port through ElevenLabs, one process for both (README.md).
 
 Deployed by ``roles/voice`` on local-voice (10.2.0.12).
 """

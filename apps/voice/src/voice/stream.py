@@ -186,17 +186,21 @@ class _Streamer:
         wait_s = self.settings.stream_buffer_ms / 1000
         kept: bytearray | None = bytearray() if keep else None
         sent = 0
+        #: when the oldest byte of the partial chunk arrived (None: nothing waits)
+        waiting_since: float | None = None
         try:
             while True:
                 try:
-                    if chunker.buffer and wait_s > 0:
-                        item = await asyncio.wait_for(queue.get(), wait_s)
+                    if waiting_since is not None and wait_s > 0:
+                        left = waiting_since + wait_s - time.monotonic()
+                        item = await asyncio.wait_for(queue.get(), max(left, 0.0))
                     else:
                         item = await queue.get()
                 except TimeoutError:  # a partial chunk waited long enough: send it as it is
                     rest = chunker.flush()
                     await self.websocket.send_bytes(rest)
                     sent += len(rest)
+                    waiting_since = None
                     continue
                 if item is _END:
                     break
@@ -212,6 +216,9 @@ class _Streamer:
                 for chunk in chunker.feed(item):
                     await self.websocket.send_bytes(chunk)
                     sent += len(chunk)
+                    waiting_since = None
+                if chunker.buffer and waiting_since is None:
+                    waiting_since = time.monotonic()
             rest = chunker.flush()
             if rest:
                 await self.websocket.send_bytes(rest)
