@@ -205,6 +205,13 @@ def metric(voice: Voice, sample: str) -> float:
     raise AssertionError(f"{sample} not exported")
 
 
+def settle(voice: Voice) -> None:
+    """Wait until the streams of earlier tests are closed on the server side too."""
+    deadline = time.monotonic() + 10
+    while metric(voice, "voice_ws_connections") > 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def test_chunks_concatenate_to_the_simulators_audio(
     voice_up: Voice, simulator: ElevenLabsSimulator, headers: dict[str, str]
 ) -> None:
@@ -332,6 +339,7 @@ def test_elevenlabs_refusals_close_1011(
 
 
 def test_past_the_connection_limit_the_close_code_is_1013(voice_up: Voice, headers: dict[str, str]) -> None:
+    settle(voice_up)
     with contextlib.ExitStack() as stack:
         held = [stack.enter_context(ws(voice_up, headers)) for _ in range(MAX_CONNECTIONS)]
         for conn in held:  # each one streamed: each one counted
@@ -342,9 +350,7 @@ def test_past_the_connection_limit_the_close_code_is_1013(voice_up: Voice, heade
             got = receive(extra)
         assert got.final is not None and got.final["code"] == "too_many_connections"
         assert got.close_code == 1013
-    deadline = time.monotonic() + 10
-    while metric(voice_up, "voice_ws_connections") > 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    settle(voice_up)
     with ws(voice_up, headers) as conn:
         conn.send(request("Снова можно."))
         assert receive(conn).final == {
@@ -481,3 +487,26 @@ def test_a_lone_surrogate_is_invalid_data(
     assert "text" in got.final["detail"]
     assert got.close_code == 1007
     assert simulator.requests == []
+
+
+def test_concurrent_streams_each_get_their_own_audio(
+    voice_up: Voice, simulator: ElevenLabsSimulator, headers: dict[str, str]
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    simulator.chunk_delay_s = 0.05  # the streams' pieces interleave
+    texts = [f"Фраза номер {n}: {'очень ' * (5 * n)}длинная." for n in range(1, MAX_CONNECTIONS + 1)]
+    settle(voice_up)
+    before = metric(voice_up, 'voice_tts_latency_ms_count{source="elevenlabs"}')
+
+    def one(text: str) -> bytes:
+        with ws(voice_up, headers) as conn:
+            conn.send(request(text))
+            got = receive(conn)
+            assert got.final is not None and got.final["type"] == "end", got.final
+            return got.audio
+
+    with ThreadPoolExecutor(MAX_CONNECTIONS) as pool:
+        audios = list(pool.map(one, texts))
+    assert audios == [expected_audio(t) for t in texts]
+    assert metric(voice_up, 'voice_tts_latency_ms_count{source="elevenlabs"}') == before + len(texts)
