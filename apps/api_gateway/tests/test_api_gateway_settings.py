@@ -48,3 +48,36 @@ def test_missing_secrets_are_named(write_env: EnvWriter) -> None:
     with pytest.raises(SettingsError) as info:
         ApiGatewaySettings.load()
     assert set(info.value.problems) == set(write_env.required)
+
+
+def test_signing_keys_are_checked_and_named(write_env: EnvWriter) -> None:
+    two = jwt_test_keys("k1", "k2", current="k2")
+    write_env({"JWT_SIGNING_KEYS": two["JWT_SIGNING_KEYS"], "JWT_CURRENT_KID": "k2"})
+    settings = ApiGatewaySettings.load()
+    assert settings.signing_kid() == "k2"
+    write_env({"JWT_SIGNING_KEYS": '{"k1": "not a pem"}'})
+    with pytest.raises(SettingsError) as info:
+        ApiGatewaySettings.load()
+    assert list(info.value.problems) == ["JWT_SIGNING_KEYS"] and "not a PEM" in str(info.value)
+    # several keys and none named current; a current kid that is not listed
+    for values, words in (
+        ({"JWT_SIGNING_KEYS": two["JWT_SIGNING_KEYS"]}, "must name the signing key"),
+        ({"JWT_SIGNING_KEYS": two["JWT_SIGNING_KEYS"], "JWT_CURRENT_KID": "k9"}, "is not one of"),
+    ):
+        write_env(values)
+        with pytest.raises(SettingsError) as info:
+            ApiGatewaySettings.load()
+        assert words in str(info.value)
+    # the secret itself never appears in the error
+    assert "PRIVATE KEY" not in str(info.value)
+
+
+def test_rate_limits_merge_with_the_defaults_and_bad_ones_are_named(write_env: EnvWriter) -> None:
+    write_env({"RATE_LIMITS": '{"chat": {"rate": 2, "burst": 4}}'})
+    settings = ApiGatewaySettings.load()
+    assert (settings.rate_limits["chat"].rate, settings.rate_limits["chat"].burst) == (2, 4)
+    assert settings.rate_limits["replay"].rate == 1.0
+    write_env({"RATE_LIMITS": '{"chat": {"rate": 0, "burst": 4}}'})
+    with pytest.raises(SettingsError) as info:
+        ApiGatewaySettings.load()
+    assert next(iter(info.value.problems)).startswith("RATE_LIMITS")
