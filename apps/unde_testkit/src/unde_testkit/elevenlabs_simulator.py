@@ -283,3 +283,21 @@ class ElevenLabsSimulator:
         return StreamingResponse(
             audio(), media_type="audio/mpeg", headers={"request-id": f"req-{len(self.requests)}"}
         )
+
+
+def main() -> None:  # pragma: no cover - run by the lab scenario (molecule/entry/prepare.yml)
+    """``python -m unde_testkit.elevenlabs_simulator --host 198.18.0.1 --port 18092``: the stream
+    endpoint with the lab keys (:data:`ELEVENLABS_KEY`, voice :data:`ELEVENLABS_VOICE`), answering at once."""
+    import argparse
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="UNDE ElevenLabs simulator (lab only)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=18092)
+    args = parser.parse_args()
+    uvicorn.run(ElevenLabsSimulator().app, host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
