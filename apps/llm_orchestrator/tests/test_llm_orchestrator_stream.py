@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -186,6 +187,32 @@ def test_redis_down_is_counted_and_never_raises() -> None:
     assert metric(metrics, "llm_orchestrator_stream_messages_total") == 0
 
 
+def test_abort_after_sentences_resets_and_abort_after_end_is_silent(redis_url: str) -> None:
+    """A turn that raises after its first sentences (the shard failed while storing: Celery retries)
+    tells the subscriber to drop them; once ``end`` went out nothing more is published."""
+    failed, answered = uuid.uuid4(), uuid.uuid4()
+    sub_failed, sub_answered = Subscriber(redis_url, failed), Subscriber(redis_url, answered)
+
+    async def scenario() -> None:
+        client = aioredis.Redis.from_url(redis_url)
+        stream = SentenceStream(client, failed, new_metrics())
+        stream.text("One. Two ")
+        await stream.abort()
+        done = SentenceStream(client, answered, new_metrics())
+        done.text("One.")
+        done.finish()
+        await done.end()
+        await done.abort()
+        await client.aclose()
+
+    asyncio.run(scenario())
+    assert sub_failed.read(until_end=False) == [
+        {"type": "sentence", "seq": 0, "text": "One."},
+        {"type": "reset", "seq": 1},
+    ]
+    assert [m["type"] for m in sub_answered.read(until_end=False)] == ["sentence", "end"]
+
+
 def test_a_disabled_stream_publishes_nothing(redis_url: str) -> None:
     message_id = uuid.uuid4()
     sub = Subscriber(redis_url, message_id)
@@ -261,6 +288,36 @@ def test_a_turn_streams_sentences_that_join_to_the_stored_reply(
     ]
     assert "".join(texts) == result["text"] == stored_reply(bed, ids["assistant_message_id"])
     assert not any(m["type"] == "reset" for m in got)
+
+
+def test_the_first_sentence_goes_out_while_the_provider_is_still_streaming(
+    bed: DialogueBed, rt: Runtime
+) -> None:
+    """The provider trickles its words 0.2 s apart: the subscriber has the first sentence before the
+    turn returns (an order, not a speed)."""
+    answer = "First sentence is short. " + " ".join(f"word{i}" for i in range(12)) + "."
+    bed.providers.answer["deepseek"] = answer
+    bed.providers.fault("deepseek", "trickle", interval_s=0.2)
+    ids = new_ids()
+    sub = Subscriber(bed.env()["CELERY_BROKER_URL"], ids["assistant_message_id"])
+    first_at: list[float] = []
+
+    def watch() -> None:
+        msg = sub.pubsub.get_message(ignore_subscribe_messages=True, timeout=30)
+        first_at.append(time.monotonic())
+        assert msg is not None and json.loads(msg["data"])["text"] == "First sentence is short."
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    result = rt.run(run_turn(rt, {"user_id": str(uuid.uuid4()), "message": "Hi", **ids}))
+    returned_at = time.monotonic()
+    watcher.join(timeout=30)
+    assert result["text"] == answer
+    assert first_at and first_at[0] < returned_at
+    rest = sub.read()
+    assert (
+        "".join(["First sentence is short."] + [m["text"] for m in rest if m["type"] == "sentence"]) == answer
+    )
 
 
 def test_a_provider_failing_mid_stream_resets_and_the_next_one_streams(bed: DialogueBed, rt: Runtime) -> None:
