@@ -67,7 +67,7 @@ def user_token(gateway_key: Ed25519PrivateKey) -> Callable[..., str]:
 @pytest.fixture(scope="session")
 def elevenlabs_server() -> Iterator[tuple[ElevenLabsSimulator, str]]:
     """The simulator served on loopback for the whole session: (simulator, base URL)."""
-    simulator = ElevenLabsSimulator(hang_s=2.0)
+    simulator = ElevenLabsSimulator(hang_s=4.0)
     with LoopbackServer(simulator.app) as server:
         yield simulator, server.url
 

@@ -130,7 +130,7 @@ def start_voice(
                 "VOICE_WS_PORT": str(ws_port),
                 "AUDIO_CHUNK_SIZE": str(CHUNK),
                 "STREAM_BUFFER_MS": "0",
-                "ELEVENLABS_TIMEOUT": "1",
+                "ELEVENLABS_TIMEOUT": "1.5",
                 "WS_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
                 **env,
             }

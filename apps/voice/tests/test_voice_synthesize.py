@@ -30,7 +30,7 @@ Env = Callable[[str], dict[str, str]]
 
 
 def _client(write_env: EnvWriter, env: dict[str, str], **extra: str) -> TestClient:
-    write_env({**env, "ELEVENLABS_TIMEOUT": "0.5", **extra})
+    write_env({**env, "ELEVENLABS_TIMEOUT": "1.5", **extra})
     return service_client(create(VoiceSettings.load()))
 
 

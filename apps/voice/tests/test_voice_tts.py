@@ -30,7 +30,7 @@ def _settings(url: str, **overrides: object) -> VoiceSettings:
         "elevenlabs_api_key": ELEVENLABS_KEY,
         "elevenlabs_voice_id": ELEVENLABS_VOICE,
         "elevenlabs_base_url": url,
-        "elevenlabs_timeout": 0.5,
+        "elevenlabs_timeout": 1.5,
         **overrides,
     }
     return VoiceSettings.load(**values)
