@@ -28,7 +28,7 @@ import json
 import os
 import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from functools import cache
 from pathlib import Path
@@ -137,11 +137,22 @@ class GatewayBed:
         worker_concurrency: int = 1,
         gateway_env: Mapping[str, str] | None = None,
         start_timeout_s: float = 90.0,
+        shard_dsn: str | None = None,
+        shard_members: Sequence[str] = (),
     ) -> None:
         self.workdir = Path(workdir)
         self.redis_base = redis_url.rsplit("/", 1)[0]
         self.s3 = s3
-        self.dialogue = DialogueBed(pg, redis_url, self.workdir / "dialogue", latency=latency)
+        #: ``shard_dsn`` / ``shard_members``: a shard brought by the caller (e.g. a
+        #: unde_testkit.pg_replica primary + standby), as DialogueBed takes them
+        self.dialogue = DialogueBed(
+            pg,
+            redis_url,
+            self.workdir / "dialogue",
+            latency=latency,
+            shard_dsn=shard_dsn,
+            shard_members=shard_members,
+        )
         self.posthog = PostHogSimulator()
         self.posthog_url = ""
         self.worker_concurrency = worker_concurrency
@@ -246,6 +257,8 @@ class GatewayBed:
                 "RATE_LIMITS": json.dumps({"auth": {"rate": 100, "burst": 1000}}),
             }
         )
+        if d.shard_members:
+            values["SHARD_MEMBERS"] = ",".join(d.shard_members)
         if self.s3 is not None:
             values.update(
                 {
