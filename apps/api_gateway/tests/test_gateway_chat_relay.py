@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -325,3 +326,40 @@ def test_bad_fields_are_422_naming_them(dbs: tuple[str, str], redis_url: str) ->
             headers=headers_for(settings, uuid.uuid4()),
         )
         assert photo.status_code in (404, 422) and "photo_id" in photo.json()["detail"]
+
+
+def test_a_client_leaving_mid_stream_drops_the_subscriptions(
+    dbs: tuple[str, str],
+    redis_url: str,
+    broker: redis.Redis,
+    fake_worker: Callable[[str, Worker], list[dict[str, Any]]],
+) -> None:
+    release = threading.Event()
+
+    def handle(task: dict[str, Any], broker: redis.Redis) -> None:
+        channel = f"orch:stream:{task['kwargs']['assistant_message_id']}"
+        broker.publish(channel, json.dumps({"type": "sentence", "seq": 0, "text": "One moment."}))
+        release.wait(timeout=30)
+        store_result(broker, task["id"], "SUCCESS", answer_for(task, "One moment. Done."))
+
+    taken = fake_worker("gwtest_leave", handle)
+    settings = settings_of(dbs, redis_url, "gwtest_leave", SSE_KEEPALIVE_S="0.1")
+    turn = new_turn()
+    channel = f"orch:stream:{turn['assistant_message_id']}"
+    with TestClient(create(settings)) as c:
+        headers = headers_for(settings, uuid.uuid4(), Accept="text/event-stream")
+        with c.stream("POST", "/api/v1/chat", json=turn, headers=headers) as r:
+            first = next(r.iter_lines())
+            assert first == "event: sentence"
+            assert dict(broker.pubsub_numsub(channel))[channel.encode()] == 1
+        deadline = time.monotonic() + 10
+        while dict(broker.pubsub_numsub(channel))[channel.encode()] != 0:
+            assert time.monotonic() < deadline, "the gateway still listens to a stream nobody reads"
+            time.sleep(0.05)
+        release.set()
+        # the turn itself goes on; the client's replay gets the stored answer
+        again = c.post(
+            "/api/v1/chat", json=turn, headers=headers_for(settings, uuid.UUID(taken[0]["kwargs"]["user_id"]))
+        )
+    assert again.status_code == 200 and again.json()["text"] == "One moment. Done."
+    assert len(taken) == 1

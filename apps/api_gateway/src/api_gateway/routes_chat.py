@@ -25,6 +25,7 @@ found before the first byte (401, 422, 429, 503) are ordinary HTTP answers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -185,8 +186,8 @@ async def _relay(
     keepalive = res.settings.sse_keepalive_s
     events = call.events()
     result: dict[str, Any] | None = None
+    pending: asyncio.Task[StreamEvent] | None = None
     try:
-        pending: asyncio.Task[StreamEvent] | None = None
         while True:
             if pending is None:
                 pending = asyncio.ensure_future(anext(events))
@@ -220,8 +221,10 @@ async def _relay(
             },
         )
     finally:
-        if pending is not None:
+        if pending is not None:  # the client went away mid-stream: stop reading before closing
             pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pending
         await events.aclose()
         await call.close()
         _capture_turn(res, user, body, streamed=True, result=result)
