@@ -27,7 +27,7 @@ A task that raised → :class:`DialogueRejectedError` with the exception's type 
 
 from __future__ import annotations
 
-import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -38,7 +38,6 @@ from typing import Any, Final, Literal
 
 import redis.asyncio as aioredis
 from celery import Celery
-from kombu import Queue
 from prometheus_client import Counter
 
 from api_gateway.settings import ApiGatewaySettings
@@ -124,19 +123,8 @@ class DialogueClient:
         self.gateway_redis = gateway_redis
         url = settings.dialogue_broker_url.get_secret_value()
         self.broker = aioredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
-        self.celery = Celery("api_gateway_dialogue")
-        queue = settings.dialogue_queue
-        self.celery.conf.update(
-            broker_url=url,
-            task_serializer="json",
-            accept_content=["json"],
-            task_queues=[Queue(queue, routing_key=queue)],
-            task_default_queue=queue,
-            task_default_routing_key=queue,
-            broker_connection_retry_on_startup=False,
-            broker_connection_max_retries=1,
-            broker_transport_options={"max_retries": 1, "interval_start": 0, "interval_step": 0.2},
-        )
+        # builds the task messages (Celery's protocol 2 headers); it never connects anywhere
+        self.celery = Celery("api_gateway_dialogue", set_as_current=False)
         self.refused: Counter = metrics.counter(
             "dialogue_unavailable", "Dialogue calls answered 503, by reason.", ["reason"]
         )
@@ -148,7 +136,6 @@ class DialogueClient:
 
     async def close(self) -> None:
         await self.broker.aclose()
-        await asyncio.to_thread(self.celery.close)
 
     def _unavailable(self, reason: str, detail: str) -> DialogueUnavailableError:
         self.refused.labels(reason).inc()
@@ -210,19 +197,42 @@ class DialogueClient:
             return known["task_id"], False, None  # in flight: follow it
         return uuid.uuid4().hex, True, None
 
+    def task_message(self, task_name: str, kwargs: dict[str, Any], task_id: str, deadline_s: float) -> str:
+        """The task as kombu's Redis transport stores it in the queue's list: Celery's protocol 2
+        message (headers from ``Celery.amqp.as_task_v2``, JSON body, base64) in kombu's envelope,
+        exactly what ``send_task`` would LPUSH on the default exchange. ``expires`` = the deadline:
+        a turn nobody took before the client gave up is replayed by the client, not run late. The
+        message text is left out of ``kwargsrepr`` (what the worker logs on receipt)."""
+        queue = self.settings.dialogue_queue
+        shown = {k: v for k, v in kwargs.items() if k != "message"}
+        task = self.celery.amqp.as_task_v2(
+            task_id, task_name, args=(), kwargs=kwargs, expires=deadline_s, kwargsrepr=repr(shown)
+        )
+        body = json.dumps(list(task.body), separators=(",", ":"), ensure_ascii=False)
+        envelope = {
+            "body": base64.b64encode(body.encode()).decode(),
+            "content-encoding": "utf-8",
+            "content-type": "application/json",
+            "headers": task.headers,
+            "properties": {
+                **task.properties,
+                "delivery_mode": 2,
+                "delivery_info": {"exchange": "", "routing_key": queue},
+                "priority": 0,
+                "body_encoding": "base64",
+                "delivery_tag": str(uuid.uuid4()),
+            },
+        }
+        return json.dumps(envelope, separators=(",", ":"))
+
     async def _send(self, task_name: str, kwargs: dict[str, Any], task_id: str, deadline_s: float) -> None:
+        """LPUSH the task on dialogue_queue (one round trip on the event loop; no thread, no
+        second connection pool)."""
+        message = self.task_message(task_name, kwargs, task_id, deadline_s)
         try:
-            await asyncio.to_thread(
-                self.celery.send_task,
-                task_name,
-                kwargs=kwargs,
-                task_id=task_id,
-                queue=self.settings.dialogue_queue,
-                # a turn nobody took before the client gave up is replayed by the client, not run late
-                expires=deadline_s,
-            )
-        except Exception as exc:  # kombu's connection errors vary by transport
-            log.warning("dialogue task not sent", extra={"task_id": task_id, "error": str(exc)[:200]})
+            await self.broker.lpush(self.settings.dialogue_queue, message)
+        except aioredis.RedisError as exc:
+            log.warning("dialogue task not sent", extra={"task_id": task_id, "error": type(exc).__name__})
             raise self._unavailable("broker_down", _down(exc)) from None
 
     # ------------------------------------------------------------------ waiting
