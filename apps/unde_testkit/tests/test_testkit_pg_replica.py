@@ -107,6 +107,18 @@ def test_write_replicates_survives_crash_and_promotion(shard: ReplicatedShard, r
         sync.close()
 
 
+def test_cut_stream_loses_what_came_after(tmp_path: Path) -> None:
+    with ReplicatedShard(tmp_path / "r") as replicated:
+        kept = _insert_conversation(replicated.primary_dsn)
+        replicated.wait_replayed()
+        replicated.cut_stream()
+        lost = _insert_conversation(replicated.primary_dsn)
+        replicated.kill_primary()
+        replicated.promote()
+        assert _has_conversation(replicated.primary_dsn, kept)
+        assert not _has_conversation(replicated.primary_dsn, lost)
+
+
 def test_stop_removes_the_data(tmp_path: Path) -> None:
     with ReplicatedShard(tmp_path / "r", schema=None, database="plain") as replicated:
         members = list(replicated.members)

@@ -238,6 +238,22 @@ class ReplicatedShard:
             time.sleep(0.05)
         return pid
 
+    def cut_stream(self, timeout_s: float = 10.0) -> str:
+        """Stop the standby's WAL receiver (``primary_conninfo`` emptied and reloaded), as a WAN
+        that stops carrying WAL would: what the primary commits from now on is not on the standby.
+        Returns the standby's last received LSN."""
+        member = self.standby
+        with psycopg.connect(self.dsn(member), autocommit=True, connect_timeout=3) as conn:
+            conn.execute("ALTER SYSTEM SET primary_conninfo = ''")
+            conn.execute("SELECT pg_reload_conf()")
+            deadline = time.monotonic() + timeout_s
+            while conn.execute("SELECT count(*) FROM pg_stat_wal_receiver").fetchone() != (0,):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the WAL receiver of {member.name} is still running")
+                time.sleep(0.02)
+            row = conn.execute("SELECT pg_last_wal_receive_lsn()::text").fetchone()
+        return str(row[0]) if row else ""
+
     def promote(self, timeout_s: float = 30.0) -> None:
         """``pg_ctl promote`` of the standby; returns once it accepts a write over TCP.
         :attr:`primary_dsn` names it from then on."""
