@@ -29,7 +29,7 @@ from api_gateway.auth import decode_token, issue_tokens
 from api_gateway.resources import ApiError
 from api_gateway.settings import ApiGatewaySettings
 from unde_testkit.gateway_testbed import ed25519_pem, gateway_settings, jwt_test_keys
-from unde_testkit.testing import PostgresHandle
+from unde_testkit.testing import PostgresHandle, free_port
 from unde_testkit.testing_sql import migrate_database
 
 pytestmark = pytest.mark.timeout(120)
@@ -201,3 +201,18 @@ def test_refresh_of_a_user_gone_from_routing_table_is_refused(
         conn.execute("DELETE FROM routing_table WHERE user_id = %s", (uuid.UUID(pair["user_id"]),))
     r = client.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})
     assert r.status_code == 401 and "no longer exists" in r.json()["detail"]
+
+
+def test_signup_with_the_production_db_down_is_503_and_stores_nothing(
+    dbs: tuple[str, str], redis_url: str
+) -> None:
+    down = f"postgresql://app@127.0.0.1:{free_port()}/unde_main"
+    settings = settings_of(
+        dbs, redis_url, PRODUCTION_DB_URL=down, DB_POOL_TIMEOUT_S="1", DB_CONNECT_TIMEOUT_S="1"
+    )
+    before = routing_rows(dbs[0])
+    with TestClient(create(settings)) as c:
+        r = c.post("/api/v1/auth/device")
+    assert r.status_code == 503 and r.headers["retry-after"]
+    assert r.json()["error"] == "database_unavailable"
+    assert routing_rows(dbs[0]) == before
