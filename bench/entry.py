@@ -45,6 +45,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import inspect
+import itertools
 import json
 import os
 import platform
@@ -305,8 +306,34 @@ async def overhead_run(w: World, n: int, concurrency: int, warmup: int) -> dict[
     }
 
 
+def transport_baseline(w: World, n: int = 50) -> dict[str, Any]:
+    """What the overhead is made of, without the gateway: an HTTP round trip to the gateway
+    (``GET /health/live``) and a Celery round trip through the orchestrator's broker, worker and
+    result backend (the built-in ``celery.accumulate`` task on dialogue_queue)."""
+    from celery import Celery
+
+    http: list[float] = []
+    with httpx.Client(base_url=w.bed.url, timeout=10) as client:
+        for _ in range(n + 5):
+            started = time.perf_counter()
+            client.get("/health/live")
+            http.append((time.perf_counter() - started) * 1000)
+    broker = w.bed.dialogue.env()["CELERY_BROKER_URL"]
+    app = Celery("bench_entry", broker=broker, backend=broker)
+    celery: list[float] = []
+    try:
+        for _ in range(n + 5):
+            started = time.perf_counter()
+            app.send_task("celery.accumulate", args=(1,), queue="dialogue_queue").get(timeout=10)
+            celery.append((time.perf_counter() - started) * 1000)
+    finally:
+        app.close()
+    return {"http_health_rtt_ms": summary(http[5:]), "celery_task_rtt_ms": summary(celery[5:])}
+
+
 async def overhead_phase(w: World, n: int, concurrency: int, warmup: int, workers: int) -> dict[str, Any]:
     w.bed.dialogue.set_latency()  # every provider instant
+    baseline = await asyncio.get_running_loop().run_in_executor(None, transport_baseline, w)
     sequential = await overhead_run(w, n, 1, warmup)
     concurrent = await overhead_run(w, n, concurrency, warmup)
     s = concurrent["overhead_ms"]
@@ -319,6 +346,7 @@ async def overhead_phase(w: World, n: int, concurrency: int, warmup: int, worker
         "p99": s["p99"],
         "concurrent": concurrent,
         "sequential": sequential,
+        "baseline_without_gateway": baseline,
         "goal_ms": GOALS["gateway_overhead_p95_ms"],
         "met": s["p95"] is not None and s["p95"] <= GOALS["gateway_overhead_p95_ms"],
         "met_sequential": sequential["overhead_ms"]["p95"] is not None
@@ -808,20 +836,55 @@ async def drill_phase(
     rate: float,
     kill_at: float,
     outage_s: float,
+    lag_window_s: float,
     n_users: int,
     grace_s: float,
+    client_timeout_s: float,
 ) -> dict[str, Any]:
     w.bed.dialogue.set_latency()  # instant LLM
     users = [AppUser(u) for u in w.users(n_users)]
     d = Drill()
+    # every user has talked before (a conversation on the shard, replicated) before the drill starts
+    progress(f"drill: one message of each of the {n_users} users first")
+    async with httpx.AsyncClient(base_url=w.bed.url, timeout=30) as client:
+        sem = asyncio.Semaphore(8)
+
+        async def first(u: AppUser) -> None:
+            async with sem:
+                body = chat_body(f"[{u.user_id.hex[:8]}-0] hello", None)
+                r = await client.post("/api/v1/chat", json=body, headers=w.headers(u.user_id))
+                if r.status_code == 200:
+                    data = r.json()
+                    u.conversation_id = data.get("conversation_id")
+                    now = dt.datetime.now(dt.UTC).isoformat()
+                    u.pairs.append(
+                        Pair(
+                            body["user_message_id"],
+                            body["assistant_message_id"],
+                            body["message"],
+                            str(data.get("text") or ""),
+                            now,
+                            now,
+                            time.monotonic(),
+                            data.get("voice_params"),
+                        )
+                    )
+
+        await asyncio.gather(*(first(u) for u in users))
+    await asyncio.get_running_loop().run_in_executor(None, w.shard.wait_replayed)
     tasks: set[asyncio.Task[None]] = set()
     limits = httpx.Limits(max_connections=n_users, max_keepalive_connections=min(n_users, 200))
     before_replay: dict[str, Any] = {}
     failover: dict[str, Any] = {}
     loop = asyncio.get_running_loop()
-    async with httpx.AsyncClient(base_url=w.bed.url, timeout=10, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=w.bed.url, timeout=client_timeout_s, limits=limits) as client:
 
         async def fail_over() -> None:
+            if lag_window_s > 0:
+                await asyncio.sleep(max(0.0, d.started + kill_at - lag_window_s - time.monotonic()))
+                lsn = await loop.run_in_executor(None, w.shard.cut_stream)
+                failover["standby_stream_cut_at_lsn"] = lsn
+                progress(f"drill: the standby stops receiving WAL {lag_window_s:g} s before the kill")
             await asyncio.sleep(max(0.0, d.started + kill_at - time.monotonic()))
             progress(f"drill: killing the primary {w.shard.primary.name} at {kill_at:g} s")
             d.killed_at = time.monotonic()
@@ -883,6 +946,11 @@ async def drill_phase(
             d.user_errors["unfinished"] += 1
         ended = time.monotonic()
     after = shard_check(w.shard, users)
+    gap = 0.0
+    if d.killed_at is not None:
+        kill_t = d.killed_at - d.started
+        around = sorted(t for t in d.ack_times if t >= kill_t - 1.0)
+        gap = max((b - a for a, b in itertools.pairwise(around)), default=0.0)
     acked_in_window = sum(1 for t in d.ack_times if t <= seconds)
     return {
         "wan": "none: loopback (client, gateway, orchestrator, shard members all on 127.0.0.1)",
@@ -900,6 +968,12 @@ async def drill_phase(
         "errors_user_saw_total": sum(d.user_errors.values()),
         "answers_marked_failed": d.failed_answers,
         "ack_latency_ms": summary(d.ack_latency_ms),
+        "ack_latency_ms_before_kill": summary(
+            [ms for t, ms in zip(d.ack_times, d.ack_latency_ms, strict=True) if t < kill_at]
+        ),
+        "ack_latency_ms_from_kill_plus_15s": summary(
+            [ms for t, ms in zip(d.ack_times, d.ack_latency_ms, strict=True) if t >= kill_at + 15]
+        ),
         "kill_at_s": kill_at,
         "outage_s_before_promotion": outage_s,
         "failover": {
@@ -917,6 +991,9 @@ async def drill_phase(
             if d.first_ack_after_kill and d.killed_at
             else None,
         },
+        "longest_gap_between_acks_after_kill_s": round(gap, 3),
+        "lag_window_s": lag_window_s,
+        "client_timeout_s": client_timeout_s,
         "offer_loop_s": round(offered_until - d.started, 2),
         "lost_before_replay": before_replay.get("lost_pairs"),
         "acked_at_replay": before_replay.get("acked_pairs"),
@@ -948,6 +1025,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=100.0, help="chats offered per second in the drill")
     parser.add_argument("--kill-at", type=float, default=20.0, help="seconds into the drill")
     parser.add_argument("--outage-s", type=float, default=0.0, help="seconds from the kill to the promotion")
+    parser.add_argument(
+        "--lag-window-s",
+        type=float,
+        default=2.0,
+        help="the standby stops receiving WAL this long before the kill (the spec's 1-5 s of async lag)",
+    )
+    parser.add_argument("--client-timeout-s", type=float, default=10.0, help="the app's request timeout")
     parser.add_argument("--drill-users", type=int, default=400)
     parser.add_argument(
         "--grace-s", type=float, default=30.0, help="how long a message is retried after the drill"
@@ -1032,8 +1116,10 @@ def main(argv: list[str] | None = None) -> int:
                         rate=args.rate,
                         kill_at=args.kill_at,
                         outage_s=args.outage_s,
+                        lag_window_s=args.lag_window_s,
                         n_users=args.drill_users,
                         grace_s=args.grace_s,
+                        client_timeout_s=args.client_timeout_s,
                     )
                 )
     finally:
