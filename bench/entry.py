@@ -82,6 +82,18 @@ GOALS = {
 BUFFER_PAIRS = 10
 BUFFER_S = 60.0
 REPLAY_TRIES = 3
+#: ``--quick``: a smoke run of every phase in about two minutes
+QUICK: dict[str, Any] = {
+    "chats": 30,
+    "warmup": 5,
+    "audio_turns": 5,
+    "ws_streams": 20,
+    "drill_seconds": 10.0,
+    "rate": 10.0,
+    "kill_at": 4.0,
+    "drill_users": 40,
+    "grace_s": 15.0,
+}
 SAYS = (
     "What should I wear to the office tomorrow?",
     "Do you think a beige trench coat goes with white sneakers?",
@@ -1040,16 +1052,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--phases", default="overhead,audio,ws,drill")
     parser.add_argument("--seed", type=int, default=18)
     parser.add_argument("--workdir", type=Path, help="keep the data and the logs here")
+    if parser.parse_known_args(argv)[0].quick:  # smaller defaults; options given still win
+        parser.set_defaults(**QUICK)
     args = parser.parse_args(argv)
-    if args.quick:
-        args.chats, args.warmup, args.audio_turns, args.ws_streams = 30, 5, 5, 20
-        args.drill_seconds, args.rate, args.kill_at, args.drill_users, args.grace_s = (
-            10.0,
-            10.0,
-            4.0,
-            40,
-            15.0,
-        )
     phases = {p.strip() for p in args.phases.split(",") if p.strip()}
     random.seed(args.seed)
 
