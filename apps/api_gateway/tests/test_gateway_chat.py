@@ -4,11 +4,12 @@ provider and PostHog simulators (``unde_testkit.gateway_testbed.GatewayBed``).
 
 Sign-up → chat (JSON) → the pair is stored once, a retry with the same ids answers the same and
 stores nothing more; chat with ``Accept: text/event-stream`` streams the orchestrator's sentences
-before ``done`` and they add up to the stored reply; the turn's analytics event carries the
-anonymised id and no content."""
+before ``done`` and they add up to the stored reply; concurrent streams never mix; the turn's
+analytics event carries the anonymised id and no content."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -151,3 +152,37 @@ def test_the_turn_is_captured_anonymised_without_content(bed: GatewayBed) -> Non
     assert "Amira" not in text and str(user_id) not in text
     signups = [e for e in bed.posthog.events_named("onboarding_step") if e["distinct_id"] == anon]
     assert signups and signups[0]["properties"]["step"] == "device_signup"
+
+
+def test_concurrent_streams_each_get_their_own_answer(bed: GatewayBed) -> None:
+    """Twelve users chatting at once, half streaming: every stream's sentences add up to its own
+    reply, every answer names its own ids, each user has exactly one stored pair."""
+    users = [sign_up(bed) for _ in range(12)]
+    turns = [new_turn(f"Outfit idea number {n} for a rooftop dinner?") for n in range(12)]
+
+    async def one(n: int, client: httpx.AsyncClient) -> tuple[int, dict[str, Any], list[dict[str, Any]]]:
+        _, headers = users[n]
+        if n % 2:
+            r = await client.post(bed.url + "/api/v1/chat", json=turns[n], headers=headers)
+            assert r.status_code == 200, r.text
+            return n, r.json(), []
+        sse = {**headers, "Accept": "text/event-stream"}
+        async with client.stream("POST", bed.url + "/api/v1/chat", json=turns[n], headers=sse) as r:
+            assert r.status_code == 200
+            text = "".join([chunk async for chunk in r.aiter_text()])
+        events = sse_events(text)
+        assert events[-1][0] == "done", text
+        last_reset = max((i for i, (k, _) in enumerate(events) if k == "reset"), default=-1)
+        return n, events[-1][1], [d for k, d in events[last_reset + 1 : -1] if k == "sentence"]
+
+    async def run() -> list[tuple[int, dict[str, Any], list[dict[str, Any]]]]:
+        async with httpx.AsyncClient(timeout=90) as client:
+            return await asyncio.gather(*(one(n, client) for n in range(12)))
+
+    for n, answer, sentences in asyncio.run(run()):
+        assert answer["assistant_message_id"] == turns[n]["assistant_message_id"]
+        assert answer["user_message_id"] == turns[n]["user_message_id"]
+        if n % 2 == 0:
+            assert "".join(s["text"] for s in sentences) == answer["text"]
+        user_id = users[n][0]
+        assert [row[0] for row in stored(bed, user_id)] == ["user", "assistant"]
