@@ -221,12 +221,22 @@ def test_a_rejected_turn_is_422_with_the_reason(
         }
         store_result(broker, task["id"], "FAILURE", failure)
 
-    fake_worker("gwtest_rejected", handle)
+    taken = fake_worker("gwtest_rejected", handle)
     settings = settings_of(dbs, redis_url, "gwtest_rejected")
+    user = uuid.uuid4()
+    turn = {**new_turn(), "conversation_id": str(uuid.uuid4())}
     with TestClient(create(settings)) as c:
-        r = c.post("/api/v1/chat", json=new_turn(), headers=headers_for(settings, uuid.uuid4()))
+        r = c.post("/api/v1/chat", json=turn, headers=headers_for(settings, user))
+        again = c.post("/api/v1/chat", json=turn, headers=headers_for(settings, user))
+        fixed = c.post(
+            "/api/v1/chat", json={**turn, "conversation_id": None}, headers=headers_for(settings, user)
+        )
     assert r.status_code == 422
     assert r.json() == {"error": "rejected", "detail": "conversation_id is not this user's conversation"}
+    assert again.json() == r.json()
+    # the same message again is not run again; the corrected one is a new run
+    assert len(taken) == 2 and taken[1]["kwargs"]["conversation_id"] is None
+    assert fixed.status_code == 422  # (this stand-in rejects everything)
 
 
 def test_saturated_queue_is_503_with_retry_after_and_sends_nothing(

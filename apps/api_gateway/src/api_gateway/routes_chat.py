@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -255,7 +256,13 @@ async def chat(
     }
     if body.photo_id is not None:
         kwargs["photo_url"] = await _photo_url(res, user, body.photo_id)
-    idempotency_key = f"{user.user_id}:{body.assistant_message_id}"
+    # the same message sent again follows its first run; a corrected one (the same ids with other
+    # content, e.g. after a 422) is a new run. Not part of it: the position (the phone moves
+    # between retries) and the photo's URL (presigned anew on every request; its id counts)
+    ignored = ("photo_url", "location")
+    identity = {**{k: v for k, v in kwargs.items() if k not in ignored}, "photo_id": str(body.photo_id)}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    idempotency_key = f"{user.user_id}:{body.assistant_message_id}:{digest}"
     settings = res.settings
     if _wants_stream(request):
         call = await res.dialogue.open(
