@@ -659,6 +659,8 @@ class Pair:
     assistant_at: str
     acked_mono: float
     voice_params: dict[str, Any] | None = None
+    #: when the message was first sent (its retries keep the ids)
+    sent_mono: float = 0.0
 
 
 @dataclass
@@ -668,6 +670,8 @@ class AppUser:
     busy: bool = False
     pairs: list[Pair] = field(default_factory=list)
     sent: int = 0
+    #: when the reconnect's verify-and-replay took its buffer (None: not yet)
+    verified_at: float | None = None
 
 
 @dataclass
@@ -687,6 +691,7 @@ class Drill:
     ack_times: list[float] = field(default_factory=list)
     first_error_after_kill: float | None = None
     first_ack_after_kill: float | None = None
+    round_at: float | None = None
     replay: Counter[str] = field(default_factory=Counter)
 
 
@@ -725,6 +730,7 @@ async def drill_chat(
                             dt.datetime.now(dt.UTC).isoformat(),
                             now,
                             data.get("voice_params"),
+                            started,
                         )
                     )
                     return
@@ -764,20 +770,33 @@ def replay_pair(p: Pair) -> dict[str, Any]:
     }
 
 
-async def verify_and_replay(client: httpx.AsyncClient, w: World, d: Drill, u: AppUser) -> None:
-    """The app's reconnect: its buffered ids as recent_confirmed_ids; the pairs the shard lost replayed."""
+async def verify_and_replay(
+    client: httpx.AsyncClient, w: World, d: Drill, u: AppUser, unconfirmed: Sequence[Pair] = ()
+) -> None:
+    """The app's verify-and-replay: ``unconfirmed`` pairs sent as they are, the buffered confirmed
+    pairs by id (``recent_confirmed_ids``); pairs the shard says it lost are replayed from the buffer.
+    Without ``unconfirmed`` this is the reconnect after a failover (the whole buffer is verified)."""
     now = time.monotonic()
-    buffer = [p for p in u.pairs if now - p.acked_mono <= BUFFER_S][-BUFFER_PAIRS:] or u.pairs[-BUFFER_PAIRS:]
+    if unconfirmed:
+        buffer = list(unconfirmed)
+        send = [replay_pair(p) for p in buffer]
+    else:
+        buffer = [p for p in u.pairs if now - p.acked_mono <= BUFFER_S][-BUFFER_PAIRS:] or u.pairs[
+            -BUFFER_PAIRS:
+        ]
+        send = []
+        u.verified_at = now
     if not buffer or not u.conversation_id:
         return
     by_id = {}
     for p in buffer:
         by_id[p.user_message_id] = p
         by_id[p.assistant_message_id] = p
+    confirmed = [] if unconfirmed else buffer
     body: dict[str, Any] = {
         "conversation_id": u.conversation_id,
-        "pairs": [],
-        "recent_confirmed_ids": [i for p in buffer for i in (p.user_message_id, p.assistant_message_id)],
+        "pairs": send,
+        "recent_confirmed_ids": [i for p in confirmed for i in (p.user_message_id, p.assistant_message_id)],
     }
     for _ in range(REPLAY_TRIES + 3):
         d.replay["requests"] += 1
@@ -799,7 +818,7 @@ async def verify_and_replay(client: httpx.AsyncClient, w: World, d: Drill, u: Ap
         d.replay["inserted_ids"] += len(data.get("inserted_ids") or [])
         missing = [i for i in (data.get("missing_confirmed_ids") or []) if i in by_id]
         if not missing:
-            d.replay["users_verified"] += 1
+            d.replay["unconfirmed_verified" if unconfirmed else "users_verified"] += 1
             return
         d.replay["missing_confirmed_ids_reported"] += len(missing)
         lost = list({by_id[i].assistant_message_id: by_id[i] for i in missing}.values())
@@ -809,6 +828,15 @@ async def verify_and_replay(client: httpx.AsyncClient, w: World, d: Drill, u: Ap
             "recent_confirmed_ids": [],
         }
     d.user_errors["replay_gave_up"] += 1
+
+
+def late_pairs(u: AppUser, round_at: float) -> list[Pair]:
+    """Pairs the app cannot count as safe after the reconnect's verification: sent before the
+    reconnect (possibly written on the old primary, inside the lag window) but answered after the
+    user's buffer was verified (a retry that found the old turn's stored answer)."""
+    if u.verified_at is None:
+        return [p for p in u.pairs if p.sent_mono < round_at]
+    return [p for p in u.pairs if p.sent_mono < round_at and p.acked_mono > u.verified_at]
 
 
 def shard_check(shard: Any, users: list[AppUser]) -> dict[str, Any]:
@@ -913,6 +941,7 @@ async def drill_phase(
             await asyncio.sleep(1.0)
             check = await loop.run_in_executor(None, shard_check, w.shard, users)
             before_replay.update(check)
+            d.round_at = time.monotonic()
             sem = asyncio.Semaphore(16)
 
             async def one(u: AppUser) -> None:
@@ -933,6 +962,8 @@ async def drill_phase(
             if delay > 0:
                 await asyncio.sleep(delay)
             d.offered += 1
+            if i and i % max(1, int(rate * 10)) == 0:
+                progress(f"drill: {i}/{total} offered, {d.acked} acknowledged, {len(tasks)} in flight")
             for _ in range(len(users)):
                 u = users[rr % len(users)]
                 rr += 1
@@ -947,8 +978,6 @@ async def drill_phase(
             task = asyncio.create_task(drill_chat(client, w, d, u, text, give_up_at))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
-            if (i + 1) % max(1, int(rate * 10)) == 0:
-                progress(f"drill: {i + 1}/{total} offered, {d.acked} acknowledged, {len(tasks)} in flight")
         offered_until = time.monotonic()
         await failing
         if tasks:
@@ -957,6 +986,18 @@ async def drill_phase(
             task.cancel()
             d.user_errors["unfinished"] += 1
         ended = time.monotonic()
+        after_round = await loop.run_in_executor(None, shard_check, w.shard, users)
+        # the answers that came after a user's verification for messages sent before it
+        late = [(u, late_pairs(u, d.round_at or ended)) for u in users]
+        d.replay["late_pairs_sent_as_unconfirmed"] = sum(len(p) for _, p in late)
+        sem = asyncio.Semaphore(16)
+
+        async def verify_late(u: AppUser, pairs: list[Pair]) -> None:
+            async with sem:
+                for n in range(0, len(pairs), BUFFER_PAIRS):
+                    await verify_and_replay(client, w, d, u, pairs[n : n + BUFFER_PAIRS])
+
+        await asyncio.gather(*(verify_late(u, p) for u, p in late if p))
     after = shard_check(w.shard, users)
     gap = 0.0
     if d.killed_at is not None:
@@ -1010,6 +1051,7 @@ async def drill_phase(
         "lost_before_replay": before_replay.get("lost_pairs"),
         "acked_at_replay": before_replay.get("acked_pairs"),
         "replay": dict(d.replay),
+        "lost_after_reconnect_replay": after_round["lost_pairs"],
         "lost_after_replay": after["lost_pairs"],
         "duplicates": after["duplicates"],
         "goals": {"lost_after_replay": 0, "duplicates": 0},
