@@ -320,8 +320,10 @@ async def overhead_run(w: World, n: int, concurrency: int, warmup: int) -> dict[
 
 def transport_baseline(w: World, n: int = 50) -> dict[str, Any]:
     """What the overhead is made of, without the gateway: an HTTP round trip to the gateway
-    (``GET /health/live``) and a Celery round trip through the orchestrator's broker, worker and
-    result backend (the built-in ``celery.accumulate`` task on dialogue_queue)."""
+    (``GET /health/live``), a Celery round trip through the orchestrator's broker, worker and
+    result backend (the built-in ``celery.accumulate`` task on dialogue_queue), and
+    ``generate_response`` sent directly (Celery's ``send_task`` + result ``get``): its round trip
+    minus the turn's ``duration_ms`` is what the task wrapper and Celery add without the gateway."""
     from celery import Celery
 
     http: list[float] = []
@@ -338,9 +340,35 @@ def transport_baseline(w: World, n: int = 50) -> dict[str, Any]:
             started = time.perf_counter()
             app.send_task("celery.accumulate", args=(1,), queue="dialogue_queue").get(timeout=10)
             celery.append((time.perf_counter() - started) * 1000)
+        # the orchestrator's own task sent directly (no gateway): its round trip minus duration_ms
+        user = w.users(1)[0]
+        direct: list[float] = []
+        conversation: str | None = None
+        for _ in range(n + 5):
+            kwargs = {
+                "user_id": str(user),
+                "message": random.choice(SAYS),
+                "input_type": "text",
+                "explicit_reply_to": None,
+                "conversation_id": conversation,
+                "user_message_id": str(uuid.uuid4()),
+                "assistant_message_id": str(uuid.uuid4()),
+                "location": LOCATION,
+            }
+            started = time.perf_counter()
+            out = app.send_task(
+                "llm_orchestrator.generate_response", kwargs=kwargs, queue="dialogue_queue"
+            ).get(timeout=30)
+            ms = (time.perf_counter() - started) * 1000
+            conversation = out.get("conversation_id") or conversation
+            direct.append(ms - float(out.get("duration_ms") or 0))
     finally:
         app.close()
-    return {"http_health_rtt_ms": summary(http[5:]), "celery_task_rtt_ms": summary(celery[5:])}
+    return {
+        "http_health_rtt_ms": summary(http[5:]),
+        "celery_task_rtt_ms": summary(celery[5:]),
+        "generate_response_direct_minus_duration_ms": summary(direct[5:]),
+    }
 
 
 async def overhead_phase(w: World, n: int, concurrency: int, warmup: int, workers: int) -> dict[str, Any]:
