@@ -82,6 +82,10 @@ GOALS = {
 BUFFER_PAIRS = 10
 BUFFER_S = 60.0
 REPLAY_TRIES = 3
+#: one request: at most 20 recent_confirmed_ids (10 pairs) and 20 pairs (the gateway's
+#: REPLAY_MAX_CONFIRMED_IDS / REPLAY_MAX_PAIRS defaults)
+MAX_CONFIRMED_PAIRS = 10
+MAX_UNCONFIRMED_PAIRS = 10
 #: ``--quick``: a smoke run of every phase in about two minutes
 QUICK: dict[str, Any] = {
     "chats": 30,
@@ -798,29 +802,34 @@ def replay_pair(p: Pair) -> dict[str, Any]:
     }
 
 
-async def verify_and_replay(
-    client: httpx.AsyncClient, w: World, d: Drill, u: AppUser, unconfirmed: Sequence[Pair] = ()
-) -> None:
-    """The app's verify-and-replay: ``unconfirmed`` pairs sent as they are, the buffered confirmed
-    pairs by id (``recent_confirmed_ids``); pairs the shard says it lost are replayed from the buffer.
-    Without ``unconfirmed`` this is the reconnect after a failover (the whole buffer is verified)."""
+async def reconnect_verify(client: httpx.AsyncClient, w: World, d: Drill, u: AppUser) -> None:
+    """The reconnect after a failover: the whole buffer verified by id, 10 pairs per request."""
     now = time.monotonic()
-    if unconfirmed:
-        buffer = list(unconfirmed)
-        send = [replay_pair(p) for p in buffer]
-    else:
-        buffer = [p for p in u.pairs if now - p.acked_mono <= BUFFER_S][-BUFFER_PAIRS:] or u.pairs[
-            -BUFFER_PAIRS:
-        ]
-        send = []
-        u.verified_at = now
+    buffer = app_buffer(u, now)
+    u.verified_at = now
+    for n in range(0, len(buffer), MAX_CONFIRMED_PAIRS):
+        await verify_and_replay(client, w, d, u, confirmed=buffer[n : n + MAX_CONFIRMED_PAIRS])
+    d.replay["users_verified"] += 1
+
+
+async def verify_and_replay(
+    client: httpx.AsyncClient,
+    w: World,
+    d: Drill,
+    u: AppUser,
+    unconfirmed: Sequence[Pair] = (),
+    confirmed: Sequence[Pair] = (),
+) -> None:
+    """One verify-and-replay exchange: ``unconfirmed`` pairs sent as they are, ``confirmed`` pairs
+    by id (``recent_confirmed_ids``); pairs the shard says it lost are replayed from the buffer."""
+    send = [replay_pair(p) for p in unconfirmed]
+    buffer = [*unconfirmed, *confirmed]
     if not buffer or not u.conversation_id:
         return
     by_id = {}
     for p in buffer:
         by_id[p.user_message_id] = p
         by_id[p.assistant_message_id] = p
-    confirmed = [] if unconfirmed else buffer
     body: dict[str, Any] = {
         "conversation_id": u.conversation_id,
         "pairs": send,
@@ -846,7 +855,7 @@ async def verify_and_replay(
         d.replay["inserted_ids"] += len(data.get("inserted_ids") or [])
         missing = [i for i in (data.get("missing_confirmed_ids") or []) if i in by_id]
         if not missing:
-            d.replay["unconfirmed_verified" if unconfirmed else "users_verified"] += 1
+            d.replay["requests_settled"] += 1
             return
         d.replay["missing_confirmed_ids_reported"] += len(missing)
         lost = list({by_id[i].assistant_message_id: by_id[i] for i in missing}.values())
@@ -856,6 +865,12 @@ async def verify_and_replay(
             "recent_confirmed_ids": [],
         }
     d.user_errors["replay_gave_up"] += 1
+
+
+def app_buffer(u: AppUser, now: float) -> list[Pair]:
+    """The app's buffer: the last 10 pairs, and every pair for 60 s after its ack."""
+    last = len(u.pairs) - BUFFER_PAIRS
+    return [p for n, p in enumerate(u.pairs) if n >= last or now - p.acked_mono <= BUFFER_S]
 
 
 def late_pairs(u: AppUser, round_at: float) -> list[Pair]:
@@ -974,7 +989,7 @@ async def drill_phase(
 
             async def one(u: AppUser) -> None:
                 async with sem:
-                    await verify_and_replay(client, w, d, u)
+                    await reconnect_verify(client, w, d, u)
 
             await asyncio.gather(*(one(u) for u in users if u.pairs))
             progress(f"drill: verify-and-replay done ({dict(d.replay)})")
@@ -1022,8 +1037,8 @@ async def drill_phase(
 
         async def verify_late(u: AppUser, pairs: list[Pair]) -> None:
             async with sem:
-                for n in range(0, len(pairs), BUFFER_PAIRS):
-                    await verify_and_replay(client, w, d, u, pairs[n : n + BUFFER_PAIRS])
+                for n in range(0, len(pairs), MAX_UNCONFIRMED_PAIRS):
+                    await verify_and_replay(client, w, d, u, unconfirmed=pairs[n : n + MAX_UNCONFIRMED_PAIRS])
 
         await asyncio.gather(*(verify_late(u, p) for u, p in late if p))
     after = shard_check(w.shard, users)
