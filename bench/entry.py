@@ -381,6 +381,15 @@ async def overhead_phase(w: World, n: int, concurrency: int, warmup: int, worker
     sequential = await overhead_run(w, n, 1, warmup)
     concurrent = await overhead_run(w, n, concurrency, warmup)
     s = concurrent["overhead_ms"]
+    direct = baseline["generate_response_direct_minus_duration_ms"]
+    seq = sequential["overhead_ms"]
+    # duration_ms stops before the orchestrator stores the reply (dialogue.run_turn step 5), so
+    # "client minus duration_ms" also counts the reply's write and Celery; the same difference of
+    # the task sent without the gateway takes them out again (an estimate: percentiles of two runs)
+    own = {
+        k: round(seq[k] - direct[k], 3) if seq[k] is not None and direct[k] is not None else None
+        for k in ("p50", "p95", "p99")
+    }
     return {
         "what": "client latency of POST /api/v1/chat minus the orchestrator's duration_ms of the turn",
         "llm": "instant (every provider answers at once)",
@@ -391,6 +400,9 @@ async def overhead_phase(w: World, n: int, concurrency: int, warmup: int, worker
         "concurrent": concurrent,
         "sequential": sequential,
         "baseline_without_gateway": baseline,
+        "gateway_only_estimate_ms": own,
+        "met_gateway_only_estimate": own["p95"] is not None
+        and own["p95"] <= GOALS["gateway_overhead_p95_ms"],
         "goal_ms": GOALS["gateway_overhead_p95_ms"],
         "met": s["p95"] is not None and s["p95"] <= GOALS["gateway_overhead_p95_ms"],
         "met_sequential": sequential["overhead_ms"]["p95"] is not None
