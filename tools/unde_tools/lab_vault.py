@@ -70,11 +70,11 @@ def _pem_key() -> str:
 
 def _ed25519_key() -> str:
     """An Ed25519 private key (PEM, PKCS8): the gateway's token signing keys."""
-    return (
-        ed25519.Ed25519PrivateKey.generate()
-        .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-        .decode()
+    key = ed25519.Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
+    return pem.decode()
 
 
 def _ca_certificate(key_pem: str, name: str) -> str:
