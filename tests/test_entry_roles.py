@@ -79,6 +79,8 @@ def _rendered(role: str) -> dict[str, Any]:
         **host_vars,
         **loader.load_from_file(str(base / "vars" / "main.yml"), trusted_as_template=True),
         **_vault(),
+        # the avatar's voice is the inventory's (no default; the lab's scenario sets its simulator's)
+        "voice_elevenlabs_voice_id": "lab-voice",
     }
     templar = Templar(loader=loader, variables=data)
     env = templar.template(trust_as_template("{{ unde_app_env }}"))

@@ -80,7 +80,8 @@ class VoiceSettings(HttpServiceSettings, HttpClientSettings):
     )
 
     elevenlabs_api_key: SecretStr
-    elevenlabs_voice_id: str
+    #: the avatar's ElevenLabs voice (the inventory's voice_elevenlabs_voice_id); empty is refused
+    elevenlabs_voice_id: str = Field(min_length=1)
     #: ``eleven_v3``: the expressive model of ElevenLabs' text-to-speech API (its models page and
     #: the official SDK's README); the spec's ``eleven_v3_conversational`` is the ElevenAgents
     #: variant of it (the SDK lists it among the agents' models only)
