@@ -1,5 +1,5 @@
 """The dialogue producer writes what Celery's own ``send_task`` writes (the real worker then runs
-it: test_gateway_chat.py), and a broker that is down is a 503 reason, not an exception."""
+it: test_api_gateway_chat.py), and a broker that is down is a 503 reason, not an exception."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ orchestrator's worker (it takes the task message off the queue and publishes wha
 publishes): the SSE relay (sentence/reset in order, then done), the JSON answer, a retry that
 follows the stored result instead of sending again, a rejected turn (422), 503 + Retry-After on a
 saturated queue and past the deadline (the retry then gets the answer), 422 naming bad fields.
-The full turn through the real orchestrator is test_gateway_chat.py."""
+The full turn through the real orchestrator is test_api_gateway_chat.py."""
 
 from __future__ import annotations
 
