@@ -286,15 +286,16 @@ class ElevenLabsSimulator:
 
 
 def main() -> None:  # pragma: no cover - run by the lab scenario (molecule/entry/prepare.yml)
-    """``python -m unde_testkit.elevenlabs_simulator --host 198.18.0.1 --port 18092``: the stream
-    endpoint with the lab keys (:data:`ELEVENLABS_KEY`, voice :data:`ELEVENLABS_VOICE`), answering at once."""
+    """``python -m unde_testkit.elevenlabs_simulator --host H --port P`` (the lab scenario names
+    both): the stream endpoint with the lab keys (:data:`ELEVENLABS_KEY`, voice
+    :data:`ELEVENLABS_VOICE`), answering at once."""
     import argparse
 
     import uvicorn
 
     parser = argparse.ArgumentParser(description="UNDE ElevenLabs simulator (lab only)")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=18092)
+    parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     uvicorn.run(ElevenLabsSimulator().app, host=args.host, port=args.port, log_level="warning")
 

@@ -145,15 +145,15 @@ class PostHogSimulator:
 
 
 def main() -> None:  # pragma: no cover - run by the lab scenario (molecule/entry/prepare.yml)
-    """``python -m unde_testkit.posthog_simulator --host 198.18.0.1 --port 18093``: PostHog's capture
-    API with the lab project key (:data:`POSTHOG_KEY`)."""
+    """``python -m unde_testkit.posthog_simulator --host H --port P`` (the lab scenario names
+    both): PostHog's capture API with the lab project key (:data:`POSTHOG_KEY`)."""
     import argparse
 
     import uvicorn
 
     parser = argparse.ArgumentParser(description="UNDE PostHog capture simulator (lab only)")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=18093)
+    parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     uvicorn.run(PostHogSimulator().app, host=args.host, port=args.port, log_level="warning")
 
